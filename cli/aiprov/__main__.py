@@ -1,0 +1,3 @@
+from aiprov.cli import main
+
+main()

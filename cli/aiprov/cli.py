@@ -1,0 +1,213 @@
+"""aiprov's command line: parsing and printing only; the work is in the modules."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from aiprov import __version__, profiles, progress, runner, sandbox
+from aiprov.problems import InputError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _friendly_errors(func):
+    """Bad input → `FILE: KEY: message` and exit 4; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except InputError as error:
+            progress.problems(err_console, error.problems)
+            sys.exit(runner.EXIT_BAD_INPUT)
+        except (sandbox.SandboxError, profiles.ProfileError) as error:
+            err_console.print(f"[red]aiprov:[/] {error}")
+            sys.exit(runner.EXIT_ERROR)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aiprov")
+def main() -> None:
+    """Provision on-prem GPU inference servers: driver, CUDA, mirrors, models, vLLM, FunASR.
+
+    \b
+    Example:
+      aiprov init fleet --profile l20-8x
+      aiprov validate -i fleet
+      aiprov bootstrap -i fleet
+    """
+
+
+def _ansible_options(func):
+    """The Ansible flags every playbook command shares."""
+    options = [
+        click.option("-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."),
+        click.option("-l", "--limit", help="Run on these hosts only (Ansible pattern)."),
+        click.option("-t", "--tags", help="Run only the roles/tasks with these tags."),
+        click.option("--skip-tags", help="Skip the roles/tasks with these tags."),
+        click.option("-C", "--check", is_flag=True, help="Show what would change; change nothing."),
+        click.option("-D", "--diff", is_flag=True, help="Show the changes made to files."),
+        click.option(
+            "-e", "--extra-vars", multiple=True, metavar="KEY=VALUE|@FILE",
+            help="Extra variables (repeatable). Inline values never reach disk or argv.",
+        ),
+        click.option("-f", "--forks", type=click.IntRange(1, 500), help="Hosts worked on in parallel."),
+        click.option("-v", "--verbose", count=True, help="More Ansible output in the run artifacts."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_playbook(playbook: str, title: str, **opts) -> None:
+    options = runner.RunOptions(
+        inventory=opts["inventory"], playbook=playbook, limit=opts["limit"], tags=opts["tags"],
+        skip_tags=opts["skip_tags"], check=opts["check"], diff=opts["diff"],
+        extra_vars=list(opts["extra_vars"]), forks=opts["forks"], verbosity=opts["verbose"],
+    )  # fmt: skip
+    if not Path(options.inventory).exists():
+        raise InputError(
+            [runner.Problem(options.inventory, "(inventory)", "no such file or directory")]
+        )
+    interrupted = {"flag": False}
+
+    def on_sigint(signum, frame):
+        interrupted["flag"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with progress.LiveProgress(console, title) as live:
+            result = runner.run(options, on_event=live.update, cancelled=lambda: interrupted["flag"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    progress.recap(console, result)
+    if result.rc == runner.EXIT_CANCELLED:
+        err_console.print("[yellow]cancelled[/]: Ansible was stopped; re-run to finish.")
+    elif not result.state.stats_seen and result.rc != 0:
+        err_console.print(runner.stdout_tail(result))
+    sys.exit(result.rc)
+
+
+@main.command()
+@_ansible_options
+@_friendly_errors
+def bootstrap(**opts) -> None:
+    """Bring hosts from bare OS to serving models (playbooks/bootstrap.yml).
+
+    \b
+    Example:
+      aiprov bootstrap -i inventories/sandbox
+      aiprov bootstrap -i fleet --limit gpu01 --tags docker --check --diff
+    """
+    _run_playbook("bootstrap", "bootstrap", **opts)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--profile", required=True, help="Built-in layout: " + ", ".join(profiles.names()))
+@click.option("--force", is_flag=True, help="Overwrite files in a non-empty DIRECTORY.")
+@_friendly_errors
+def init(directory: Path, profile: str, force: bool) -> None:
+    """Write a ready inventory for a built-in layout into DIRECTORY.
+
+    \b
+    Example:
+      aiprov init fleet --profile a10-4x
+    """
+    written = profiles.init(directory, profile, force=force)
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(f"next: edit {directory}/hosts.yml, then `aiprov validate -i {directory}`")
+
+
+@main.command("validate")
+@click.option("-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory.")
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@_friendly_errors
+def validate_command(inventory: str, strict: bool) -> None:
+    """Check every aiprov variable in an inventory; never contacts a host.
+
+    Prints each problem as FILE: KEY: message and exits 4; exits 0 when clean.
+
+    \b
+    Example:
+      aiprov validate -i inventories/l20-8x
+    """
+    from aiprov import inventory as inventory_module
+    from aiprov import validate
+
+    loaded = inventory_module.load(inventory)
+    found = validate.validate(loaded, default_file=inventory)
+    progress.problems(err_console, found)
+    errors = [p for p in found if p.severity == "error" or strict]
+    if errors:
+        sys.exit(runner.EXIT_BAD_INPUT)
+    console.print(f"[green]ok[/]: {len(loaded.hosts)} host(s), no errors in {inventory}")
+
+
+@main.group("sandbox")
+def sandbox_group() -> None:
+    """Local sandbox hosts (podman containers with systemd) to try aiprov without GPUs."""
+
+
+@sandbox_group.command("up")
+@click.option("--hosts", "count", default=1, show_default=True, type=click.IntRange(1, 32))
+@click.option("--os", "os_name", default="debian12", show_default=True, type=click.Choice(list(sandbox.OS_SUITES)))
+@click.option(
+    "--inventory", "inventory_dir", default="inventories/sandbox", show_default=True,
+    type=click.Path(path_type=Path), help="Where to write hosts.yml for the sandbox hosts.",
+)  # fmt: skip
+@_friendly_errors
+def sandbox_up(count: int, os_name: str, inventory_dir: Path) -> None:
+    """Start sandbox hosts (building the image on first use) and write their inventory.
+
+    \b
+    Example:
+      aiprov sandbox up --hosts 2 --os debian13
+    """
+    with console.status(f"starting {count} {os_name} host(s)…"):
+        hosts = sandbox.up(count, os_name, inventory_dir)
+    _print_hosts(hosts)
+    console.print(f"inventory: {inventory_dir / 'hosts.yml'}")
+
+
+@sandbox_group.command("down")
+@_friendly_errors
+def sandbox_down() -> None:
+    """Remove all sandbox hosts.
+
+    \b
+    Example:
+      aiprov sandbox down
+    """
+    removed = sandbox.down()
+    console.print(f"removed {len(removed)} host(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
+@sandbox_group.command("status")
+@_friendly_errors
+def sandbox_status() -> None:
+    """List sandbox hosts.
+
+    \b
+    Example:
+      aiprov sandbox status
+    """
+    _print_hosts(sandbox.status())
+
+
+def _print_hosts(hosts: list[sandbox.SandboxHost]) -> None:
+    table = Table("host", "state", "address", "image")
+    for host in hosts:
+        table.add_row(host.name, host.state, host.address, host.image)
+    console.print(table)

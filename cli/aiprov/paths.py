@@ -1,0 +1,42 @@
+"""Where aiprov's Ansible content lives: inside the wheel, or in a checkout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def share_dir() -> Path:
+    """The directory holding playbooks/, roles/, inventories/ and group_vars/.
+
+    An installed wheel carries them as aiprov/share/; a checkout has them at
+    the repository root, two levels above this file (cli/aiprov/).
+    """
+    installed = _PACKAGE_DIR / "share"
+    if (installed / "playbooks").is_dir():
+        return installed
+    return _PACKAGE_DIR.parent.parent
+
+
+def data_dir() -> Path:
+    """Package data: the image build script, podman settings, model catalog, ..."""
+    return _PACKAGE_DIR / "data"
+
+
+def playbook(name: str) -> Path:
+    return share_dir() / "playbooks" / f"{name}.yml"
+
+
+def roles_dir() -> Path:
+    return share_dir() / "roles"
+
+
+def families_inventory() -> Path:
+    """The inventory source that makes group_vars/<gpu family>.yml apply."""
+    return share_dir() / "gpu_families.yml"
+
+
+def profiles_dir() -> Path:
+    """Example inventories, one per layout; `aiprov init` copies them."""
+    return share_dir() / "inventories"

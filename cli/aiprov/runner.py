@@ -1,0 +1,334 @@
+"""Run a playbook through ansible-runner's Python API and follow its events.
+
+Pure logic: no click, no rich. The CLI passes callbacks for progress and
+cancellation; progress.py draws what RunState holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+import yaml
+
+from aiprov import paths
+from aiprov.problems import InputError, Problem
+
+# Exit codes, as ansible-playbook's where they overlap.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_HOST_FAILED = 2
+EXIT_HOST_UNREACHABLE = 3
+EXIT_BAD_INPUT = 4
+EXIT_CANCELLED = 130
+
+
+@dataclass
+class HostProgress:
+    name: str
+    task: str = ""
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+    started: float | None = None
+    finished: float | None = None
+    reboot_required: bool = False
+
+    @property
+    def duration(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def status(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "failed"
+        if self.finished is not None:
+            return "done"
+        return "running" if self.started is not None else "waiting"
+
+
+@dataclass
+class Failure:
+    host: str
+    task: str
+    message: str
+    unreachable: bool = False
+
+
+@dataclass
+class RunState:
+    """What the events told us so far."""
+
+    hosts: dict[str, HostProgress] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    play: str = ""
+    task: str = ""
+    stats_seen: bool = False
+
+    def host(self, name: str) -> HostProgress:
+        if name not in self.hosts:
+            self.hosts[name] = HostProgress(name)
+        return self.hosts[name]
+
+    def handle(self, event: dict[str, Any]) -> None:
+        """Update the state from one ansible-runner job event."""
+        kind = event.get("event", "")
+        data = event.get("event_data", {}) or {}
+        now = time.monotonic()
+        if kind == "playbook_on_play_start":
+            self.play = data.get("play", "")
+        elif kind == "playbook_on_task_start":
+            self.task = data.get("task", "")
+        elif kind == "runner_on_start":
+            host = self.host(data.get("host", "?"))
+            host.task = data.get("task", "")
+            if host.started is None:
+                host.started = now
+        elif kind in _RESULT_EVENTS:
+            self._result(kind, data, now)
+        elif kind == "playbook_on_stats":
+            self._stats(data, now)
+
+    def _result(self, kind: str, data: dict[str, Any], now: float) -> None:
+        host = self.host(data.get("host", "?"))
+        if host.started is None:
+            host.started = now
+        res = data.get("res", {}) or {}
+        if isinstance(res, dict) and res.get("ansible_facts", {}).get("aiprov_reboot_required"):
+            host.reboot_required = True
+        if kind == "runner_on_ok":
+            host.ok += 1
+            host.changed += 1 if res.get("changed") else 0
+        elif kind == "runner_on_skipped":
+            host.skipped += 1
+        elif kind == "runner_on_failed":
+            if data.get("ignore_errors"):
+                host.ignored += 1
+                return
+            host.failed += 1
+            self.failures.append(Failure(host.name, data.get("task", ""), _message(res)))
+        elif kind == "runner_on_unreachable":
+            host.unreachable += 1
+            self.failures.append(
+                Failure(host.name, data.get("task", ""), _message(res), unreachable=True)
+            )
+
+    def _stats(self, data: dict[str, Any], now: float) -> None:
+        """The play recap is the authority on counts."""
+        self.stats_seen = True
+        for attr, key in _STATS_KEYS.items():
+            for name, count in (data.get(key) or {}).items():
+                setattr(self.host(name), attr, count)
+        for host in self.hosts.values():
+            host.finished = host.finished or now
+            host.task = ""
+
+    def exit_code(self) -> int:
+        if any(h.unreachable for h in self.hosts.values()):
+            return EXIT_HOST_UNREACHABLE
+        if any(h.failed for h in self.hosts.values()):
+            return EXIT_HOST_FAILED
+        return EXIT_OK
+
+
+_RESULT_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+_STATS_KEYS = {
+    "ok": "ok",
+    "changed": "changed",
+    "failed": "failures",
+    "unreachable": "dark",
+    "skipped": "skipped",
+    "rescued": "rescued",
+    "ignored": "ignored",
+}
+
+
+def _message(res: Any) -> str:
+    if not isinstance(res, dict):
+        return str(res)
+    parts = [str(res.get("msg", "")).strip()]
+    stderr = str(res.get("stderr", "") or "").strip()
+    if stderr and stderr not in parts[0]:
+        parts.append(stderr.splitlines()[-1])
+    return " | ".join(p for p in parts if p) or json.dumps(res)[:500]
+
+
+@dataclass
+class RunOptions:
+    inventory: str
+    playbook: str = "bootstrap"
+    limit: str | None = None
+    tags: str | None = None
+    skip_tags: str | None = None
+    check: bool = False
+    diff: bool = False
+    extra_vars: list[str] = field(default_factory=list)
+    forks: int | None = None
+    verbosity: int = 0
+
+
+@dataclass
+class RunResult:
+    rc: int
+    state: RunState
+    artifacts: Path
+    status: str
+
+
+def runs_dir() -> Path:
+    """Where per-run artifacts are kept (AIPROV_RUNS_DIR, else the XDG state dir)."""
+    if os.environ.get("AIPROV_RUNS_DIR"):
+        return Path(os.environ["AIPROV_RUNS_DIR"])
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "aiprov" / "runs"
+
+
+def parse_extra_vars(items: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Split -e arguments into inline variables and @FILE references.
+
+    Inline values (KEY=VALUE, or a YAML/JSON mapping) may hold secrets: they go
+    to Ansible through a private temporary file, never through argv or the
+    run's artifacts. @FILE arguments are passed on by path.
+    """
+    inline: dict[str, Any] = {}
+    files: list[str] = []
+    for item in items:
+        if item.startswith("@"):
+            path = Path(item[1:]).expanduser()
+            if not path.is_file():
+                raise InputError([Problem(str(path), "(extra vars)", "no such file")])
+            files.append(str(path.resolve()))
+        elif item.lstrip().startswith("{"):
+            try:
+                value = yaml.safe_load(item)
+            except yaml.YAMLError as error:
+                raise InputError([Problem("-e", item[:40], f"invalid YAML: {error}")]) from None
+            if not isinstance(value, dict):
+                raise InputError([Problem("-e", item[:40], "expected a mapping")])
+            inline.update(value)
+        else:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise InputError([Problem("-e", item[:40], "expected KEY=VALUE or @FILE")])
+            inline[key.strip()] = value
+    return inline, files
+
+
+def _environment() -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+        "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
+        "ANSIBLE_NOCOLOR": "True",
+        # The podman connection to sandbox hosts needs aiprov's podman settings.
+        "CONTAINERS_CONF": os.environ.get(
+            "CONTAINERS_CONF", str(paths.data_dir() / "containers.conf")
+        ),
+    }
+
+
+def run(
+    options: RunOptions,
+    on_event: Callable[[RunState], None] = lambda state: None,
+    cancelled: Callable[[], bool] = lambda: False,
+    run_dir: Path | None = None,
+) -> RunResult:
+    """Run the playbook; call on_event after each job event; honour cancellation."""
+    playbook = paths.playbook(options.playbook)
+    inline, var_files = parse_extra_vars(options.extra_vars)
+    run_dir = run_dir or runs_dir() / f"{datetime.now():%Y%m%d-%H%M%S}-{options.playbook}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = RunState()
+
+    def handle(event: dict[str, Any]) -> bool:
+        if not state.hosts and not state.play:
+            _scrub_command_file(run_dir / "artifacts" / "run" / "command")
+        state.handle(event)
+        on_event(state)
+        return True  # keep the event on disk (it carries no extra vars)
+
+    with tempfile.TemporaryDirectory(prefix="aiprov-") as private:
+        cmdline: list[str] = []
+        if inline:
+            secret_file = Path(private) / "extra-vars.json"
+            secret_file.touch(mode=0o600)
+            secret_file.write_text(json.dumps(inline))
+            cmdline += ["-e", f"@{secret_file}"]
+        for path in var_files:
+            cmdline += ["-e", f"@{path}"]
+        if options.check:
+            cmdline.append("--check")
+        if options.diff:
+            cmdline.append("--diff")
+        kwargs: dict[str, Any] = {
+            "private_data_dir": str(run_dir),
+            "ident": "run",
+            "playbook": str(playbook),
+            "inventory": [str(paths.families_inventory()), str(Path(options.inventory).resolve())],
+            "envvars": _environment(),
+            "suppress_env_files": True,
+            "quiet": True,
+            "event_handler": handle,
+            "cancel_callback": cancelled,
+            "verbosity": options.verbosity or None,
+            "cmdline": " ".join(cmdline) or None,
+        }
+        for key in ("limit", "tags", "skip_tags", "forks"):
+            if getattr(options, key):
+                kwargs[key] = getattr(options, key)
+        runner = ansible_runner.run(**kwargs)
+    _scrub_command_file(run_dir / "artifacts" / "run" / "command")
+
+    if runner.status == "canceled":
+        rc = EXIT_CANCELLED
+    elif state.stats_seen:
+        rc = state.exit_code()
+    else:
+        rc = runner.rc if runner.rc not in (0, None) else EXIT_ERROR
+    return RunResult(rc=rc, state=state, artifacts=run_dir / "artifacts" / "run", status=runner.status)
+
+
+def _scrub_command_file(path: Path) -> None:
+    """ansible-runner records the whole process environment next to the command.
+
+    The environment may hold tokens (HF_TOKEN, ...): keep only what aiprov set.
+    """
+    if not path.exists():
+        return
+    record = json.loads(path.read_text())
+    ours = set(_environment()) | {k for k in record.get("env", {}) if k.startswith("ANSIBLE_")}
+    record["env"] = {k: v for k, v in record.get("env", {}).items() if k in ours}
+    path.write_text(json.dumps(record))
+
+
+def stdout_tail(result: RunResult, lines: int = 30) -> str:
+    """The end of Ansible's own output, for errors that happen before any play."""
+    stdout = result.artifacts / "stdout"
+    if not stdout.exists():
+        return ""
+    return "\n".join(stdout.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian/Ubuntu machine to run and test aiprov: system
+# packages, a virtualenv (.venv) with aiprov and its dev tools, and the
+# cached Debian images for sandbox and Molecule hosts. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(podman runc debootstrap uidmap iproute2 git)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[dev]'
+
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/cli/aiprov/data/containers.conf}
+for suite in ${AIPROV_IMAGES:-bookworm trixie}; do
+  bash cli/aiprov/data/build-image.sh "$suite"
+done
