@@ -51,7 +51,10 @@ def main() -> None:
 def _ansible_options(func):
     """The Ansible flags every playbook command shares."""
     options = [
-        click.option("-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."),
+        click.option(
+            "-i", "--inventory", required=True, type=click.Path(),
+            help="Inventory file or directory.",
+        ),
         click.option("-l", "--limit", help="Run on these hosts only (Ansible pattern)."),
         click.option("-t", "--tags", help="Run only the roles/tasks with these tags."),
         click.option("--skip-tags", help="Skip the roles/tasks with these tags."),
@@ -61,8 +64,10 @@ def _ansible_options(func):
             "-e", "--extra-vars", multiple=True, metavar="KEY=VALUE|@FILE",
             help="Extra variables (repeatable). Inline values never reach disk or argv.",
         ),
-        click.option("-f", "--forks", type=click.IntRange(1, 500), help="Hosts worked on in parallel."),
-        click.option("-v", "--verbose", count=True, help="More Ansible output in the run artifacts."),
+        click.option(
+            "-f", "--forks", type=click.IntRange(1, 500), help="Hosts worked on in parallel."
+        ),
+        click.option("-v", "--verbose", count=True, help="More Ansible output in run artifacts."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -87,7 +92,9 @@ def _run_playbook(playbook: str, title: str, **opts) -> None:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         with progress.LiveProgress(console, title) as live:
-            result = runner.run(options, on_event=live.update, cancelled=lambda: interrupted["flag"])
+            result = runner.run(
+                options, on_event=live.update, cancelled=lambda: interrupted["flag"]
+            )
     finally:
         signal.signal(signal.SIGINT, previous)
     progress.recap(console, result)
@@ -131,7 +138,9 @@ def init(directory: Path, profile: str, force: bool) -> None:
 
 
 @main.command("validate")
-@click.option("-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory.")
+@click.option(
+    "-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."
+)
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 @_friendly_errors
 def validate_command(inventory: str, strict: bool) -> None:
@@ -162,7 +171,13 @@ def sandbox_group() -> None:
 
 @sandbox_group.command("up")
 @click.option("--hosts", "count", default=1, show_default=True, type=click.IntRange(1, 32))
-@click.option("--os", "os_name", default="debian12", show_default=True, type=click.Choice(list(sandbox.OS_SUITES)))
+@click.option(
+    "--os",
+    "os_name",
+    default="debian12",
+    show_default=True,
+    type=click.Choice(list(sandbox.OS_SUITES)),
+)
 @click.option(
     "--inventory", "inventory_dir", default="inventories/sandbox", show_default=True,
     type=click.Path(path_type=Path), help="Where to write hosts.yml for the sandbox hosts.",
@@ -191,7 +206,9 @@ def sandbox_down() -> None:
       aiprov sandbox down
     """
     removed = sandbox.down()
-    console.print(f"removed {len(removed)} host(s)" + (f": {', '.join(removed)}" if removed else ""))
+    console.print(
+        f"removed {len(removed)} host(s)" + (f": {', '.join(removed)}" if removed else "")
+    )
 
 
 @sandbox_group.command("status")

@@ -22,11 +22,11 @@ os.environ["ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED"] = "true"
 os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "false")
 os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_WARNING", "false")
 
-from ansible.errors import AnsibleError  # noqa: E402
-from ansible.inventory.manager import InventoryManager  # noqa: E402
-from ansible.parsing.dataloader import DataLoader  # noqa: E402
-from ansible.utils.display import Display  # noqa: E402
-from ansible.vars.manager import VariableManager  # noqa: E402
+from ansible.errors import AnsibleError
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.utils.display import Display
+from ansible.vars.manager import VariableManager
 
 try:  # ansible-core >= 2.19 tags every loaded value with the file it came from
     from ansible._internal._datatag._tags import Origin

@@ -69,7 +69,7 @@ class LiveProgress:
         self._live.__exit__(*exc)
 
     def update(self, state: RunState) -> None:
-        header = Text(f"{state.play} › {state.task}" if state.play else "starting…", style="bold")
+        header = Text(f"{state.play} > {state.task}" if state.play else "starting…", style="bold")
         self._live.update(Group(header, _host_table(state, self.title, live=True)))
 
 

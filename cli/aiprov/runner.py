@@ -310,7 +310,9 @@ def run(
         rc = state.exit_code()
     else:
         rc = runner.rc if runner.rc not in (0, None) else EXIT_ERROR
-    return RunResult(rc=rc, state=state, artifacts=run_dir / "artifacts" / "run", status=runner.status)
+    return RunResult(
+        rc=rc, state=state, artifacts=run_dir / "artifacts" / "run", status=runner.status
+    )
 
 
 def _scrub_command_file(path: Path) -> None:

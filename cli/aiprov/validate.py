@@ -109,4 +109,3 @@ def validate(inventory: Inventory, default_file: str) -> list[Problem]:
     for check in _CHECKS:
         found.update(check(inventory))
     return sorted(found, key=lambda p: (p.severity != "error", p.file, p.key, p.message))
-

@@ -36,7 +36,7 @@ trap 'rm -rf "$root"' EXIT
 echo "debootstrap $suite from $mirror into $root"
 debootstrap --variant=minbase \
   --components=main,contrib,non-free,non-free-firmware \
-  --include=systemd,systemd-sysv,dbus,python3,sudo,ca-certificates,iproute2 \
+  --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2 \
   "$suite" "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; exit 1; }
 rm -f "$root.log"
 

@@ -1,0 +1,94 @@
+"""RunState follows ansible-runner events; extra vars never reach argv or disk."""
+
+import pytest
+
+from aiprov import runner
+from aiprov.problems import InputError
+
+
+def event(kind, **data):
+    return {"event": kind, "event_data": data}
+
+
+def test_progress_counts_and_failures():
+    state = runner.RunState()
+    state.handle(event("playbook_on_play_start", play="Base system"))
+    state.handle(event("playbook_on_task_start", task="Install packages"))
+    state.handle(event("runner_on_start", host="a", task="Install packages"))
+    assert state.hosts["a"].status == "running"
+    assert state.hosts["a"].task == "Install packages"
+    state.handle(event("runner_on_ok", host="a", task="Install packages", res={"changed": True}))
+    state.handle(event("runner_on_ok", host="a", task="x", res={"changed": False}))
+    state.handle(event("runner_on_skipped", host="a", task="y"))
+    state.handle(
+        event(
+            "runner_on_failed",
+            host="b",
+            task="Install packages",
+            res={"msg": "No package matching 'nope'", "stderr": "E: Unable to locate package nope"},
+        )
+    )
+    state.handle(
+        event("runner_on_failed", host="a", task="z", ignore_errors=True, res={"msg": "meh"})
+    )
+    a, b = state.hosts["a"], state.hosts["b"]
+    assert (a.ok, a.changed, a.skipped, a.failed, a.ignored) == (2, 1, 1, 0, 1)
+    assert b.status == "failed"
+    assert state.failures == [
+        runner.Failure(
+            "b", "Install packages", "No package matching 'nope' | E: Unable to locate package nope"
+        )
+    ]
+    assert state.exit_code() == runner.EXIT_HOST_FAILED
+
+
+def test_unreachable_wins_and_stats_are_authoritative():
+    state = runner.RunState()
+    state.handle(
+        event(
+            "runner_on_unreachable", host="c", task="Gathering Facts", res={"msg": "ssh: no route"}
+        )
+    )
+    state.handle(
+        event(
+            "playbook_on_stats",
+            ok={"a": 5, "c": 0},
+            changed={"a": 2},
+            failures={"a": 1},
+            dark={"c": 1},
+            skipped={"a": 3},
+        )
+    )
+    assert state.stats_seen
+    assert state.hosts["a"].failed == 1 and state.hosts["a"].changed == 2
+    assert state.hosts["c"].status == "unreachable"
+    assert state.failures[0].unreachable
+    assert state.exit_code() == runner.EXIT_HOST_UNREACHABLE
+
+
+def test_clean_run_exits_zero():
+    state = runner.RunState()
+    state.handle(event("playbook_on_stats", ok={"a": 3}, changed={}, failures={}, dark={}))
+    assert state.exit_code() == runner.EXIT_OK
+    assert state.hosts["a"].status == "done"
+
+
+def test_reboot_required_fact_is_noticed():
+    state = runner.RunState()
+    res = {"changed": False, "ansible_facts": {"aiprov_reboot_required": True}}
+    state.handle(event("runner_on_ok", host="a", task="Check nouveau", res=res))
+    assert state.hosts["a"].reboot_required
+
+
+def test_extra_vars_inline_and_files(tmp_path):
+    varfile = tmp_path / "vars.yml"
+    varfile.write_text("a: 1\n")
+    inline, files = runner.parse_extra_vars(["token=s3cr=t", '{"nested": {"x": 1}}', f"@{varfile}"])
+    assert inline == {"token": "s3cr=t", "nested": {"x": 1}}
+    assert files == [str(varfile)]
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=x", "@/does/not/exist", "{oops: [1"])
+def test_extra_vars_rejects_bad_input(bad):
+    with pytest.raises(InputError):
+        runner.parse_extra_vars([bad])
