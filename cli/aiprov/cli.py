@@ -29,7 +29,7 @@ def _friendly_errors(func):
             progress.problems(err_console, error.problems)
             sys.exit(runner.EXIT_BAD_INPUT)
         except (sandbox.SandboxError, profiles.ProfileError) as error:
-            err_console.print(f"[red]aiprov:[/] {error}")
+            err_console.print(f"[red]aiprov:[/] {error}", soft_wrap=True)
             sys.exit(runner.EXIT_ERROR)
 
     return wrapper
@@ -166,7 +166,12 @@ def validate_command(inventory: str, strict: bool) -> None:
 
 @main.group("sandbox")
 def sandbox_group() -> None:
-    """Local sandbox hosts (podman containers with systemd) to try aiprov without GPUs."""
+    """Local sandbox hosts (podman containers with systemd) to try aiprov without GPUs.
+
+    \b
+    Example:
+      aiprov sandbox up --hosts 2 && aiprov bootstrap -i inventories/sandbox
+    """
 
 
 @sandbox_group.command("up")
