@@ -153,7 +153,7 @@ def validate_command(inventory: str, strict: bool) -> None:
       aiprov validate -i inventories/l20-8x
     """
     from aiprov import inventory as inventory_module
-    from aiprov import validate
+    from aiprov import validate, vllm_checks  # noqa: F401  (vllm_checks registers its checks)
 
     loaded = inventory_module.load(inventory)
     found = validate.validate(loaded, default_file=inventory)
@@ -162,6 +162,73 @@ def validate_command(inventory: str, strict: bool) -> None:
     if errors:
         sys.exit(runner.EXIT_BAD_INPUT)
     console.print(f"[green]ok[/]: {len(loaded.hosts)} host(s), no errors in {inventory}")
+
+
+@main.command("plan")
+@click.option(
+    "-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."
+)
+@click.option("--host", help="Plan this host only.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "svg"]), default="table",
+    show_default=True, help="Terminal table and bars, JSON data, or an SVG picture.",
+)  # fmt: skip
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Write to FILE instead of stdout."
+)
+@click.option(
+    "--models-dir", multiple=True, type=click.Path(path_type=Path),
+    help="Where model files are (DIR/<id>/config.json); else the built-in catalog. Repeatable.",
+)  # fmt: skip
+@_friendly_errors
+def plan_command(
+    inventory: str, host: str | None, fmt: str, output: Path | None, models_dir: tuple[Path, ...]
+) -> None:
+    """Show what each vLLM service takes on each GPU: weights, KV cache, free memory.
+
+    Exits 4 when a GPU is over-subscribed or a service's weights don't fit its share.
+    The formulas are in docs/plan.md.
+
+    \b
+    Example:
+      aiprov plan -i inventories/l20-8x
+      aiprov plan -i fleet --host gpu01 --format svg -o gpu01.svg
+    """
+    import json
+
+    from aiprov import inventory as inventory_module
+    from aiprov import plan, plan_svg, validate
+    from aiprov.problems import Problem
+
+    loaded = inventory_module.load(inventory)
+    if host and host not in {h.name for h in loaded.hosts}:
+        raise InputError([Problem(inventory, "--host", f"the inventory has no host '{host}'")])
+    schema = {p for h in loaded.hosts for p in validate.schema_problems(h, inventory)}
+    if any(p.severity == "error" for p in schema):
+        raise InputError(sorted(schema))
+    plans = plan.plan(loaded, inventory, host, models_dir)
+    if fmt == "table":
+        if output:
+            with output.open("w") as handle:
+                progress.plan(Console(file=handle, width=120, no_color=True), plans)
+        else:
+            progress.plan(console, plans)
+    else:
+        text = (
+            json.dumps(plan.to_json(plans), indent=2) + "\n"
+            if fmt == "json"
+            else plan_svg.render(plans)
+        )
+        if output:
+            output.write_text(text)
+        else:
+            click.echo(text, nl=False)
+    if output:
+        err_console.print(f"wrote {output}")
+    found = sorted({p for host_plan in plans for p in host_plan.problems})
+    progress.problems(err_console, found)
+    if any(p.severity == "error" for p in found):
+        sys.exit(runner.EXIT_BAD_INPUT)
 
 
 @main.group("sandbox")
@@ -187,16 +254,22 @@ def sandbox_group() -> None:
     "--inventory", "inventory_dir", default="inventories/sandbox", show_default=True,
     type=click.Path(path_type=Path), help="Where to write hosts.yml for the sandbox hosts.",
 )  # fmt: skip
+@click.option(
+    "--ssh", is_flag=True,
+    help="Run sshd in the hosts and reach them over SSH (pipelining, ControlPersist), "
+    "as real fleets are reached; the key stays in aiprov's state dir.",
+)  # fmt: skip
 @_friendly_errors
-def sandbox_up(count: int, os_name: str, inventory_dir: Path) -> None:
+def sandbox_up(count: int, os_name: str, inventory_dir: Path, ssh: bool) -> None:
     """Start sandbox hosts (building the image on first use) and write their inventory.
 
     \b
-    Example:
+    Examples:
       aiprov sandbox up --hosts 2 --os debian13
+      aiprov sandbox up --hosts 8 --ssh
     """
     with console.status(f"starting {count} {os_name} host(s)…"):
-        hosts = sandbox.up(count, os_name, inventory_dir)
+        hosts = sandbox.up(count, os_name, inventory_dir, ssh=ssh)
     _print_hosts(hosts)
     console.print(f"inventory: {inventory_dir / 'hosts.yml'}")
 

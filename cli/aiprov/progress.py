@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from aiprov.plan import SAFE_FRACTION, GpuPlan, HostPlan
 from aiprov.problems import Problem
 from aiprov.runner import RunResult, RunState
 
@@ -76,6 +78,9 @@ class LiveProgress:
 def recap(console: Console, result: RunResult) -> None:
     """The end-of-run summary: a table per host and each failure's message."""
     state = result.state
+    for change in state.changes:
+        console.rule(f"{change.host} · {change.task}", style="yellow")
+        console.print(Text(change.text), soft_wrap=True)
     if state.hosts:
         console.print(_host_table(state, "Recap", live=False))
     for failure in state.failures:
@@ -100,3 +105,115 @@ def problems(console: Console, found: Iterable[Problem]) -> None:
     for problem in found:
         style = "red" if problem.severity == "error" else "yellow"
         console.print(Text(str(problem), style=style), soft_wrap=True, highlight=False)
+
+
+# ---- aiprov plan -------------------------------------------------------------
+
+_PLAN_COLORS = [
+    "cyan",
+    "magenta",
+    "green",
+    "yellow",
+    "blue",
+    "red",
+    "bright_cyan",
+    "bright_magenta",
+]
+_BAR_WIDTH = 50
+
+
+def _gib(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
+def _ranges(indexes: list[int]) -> str:
+    """GPU indexes as 0-3,6."""
+    runs: list[list[int]] = []
+    for index in indexes:
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+
+
+def _plan_table(host: HostPlan) -> Table:
+    table = Table(
+        caption="GiB per GPU; 1 seq: the KV cache one max-model-len sequence needs",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("service", no_wrap=True)
+    table.add_column("model", overflow="fold", min_width=14)
+    for column in ("GPUs", "util"):
+        table.add_column(column, no_wrap=True)
+    for column in ("weights", "share", "KV", "1 seq", "tokens"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for i, sp in enumerate(host.services):
+        s = sp.service
+        color = _PLAN_COLORS[i % len(_PLAN_COLORS)]
+        table.add_row(
+            Text(s.name, style=color),
+            s.model,
+            _ranges(s.gpus)
+            + f" tp{s.tensor_parallel_size}"
+            + (f"pp{s.pipeline_parallel_size}" if s.pipeline_parallel_size > 1 else ""),
+            f"{s.gpu_memory_utilization:g}",
+            _gib(sp.weights_per_gpu_gib),
+            _gib(sp.share_gib),
+            _gib(sp.kv_cache_gib),
+            _gib(sp.kv_needed_gib),
+            "-" if sp.kv_tokens is None else f"{sp.kv_tokens / 1000:.0f}k",
+        )
+    return table
+
+
+def _gpu_bar(host: HostPlan, gpu: GpuPlan) -> Text:
+    """One GPU as a stacked bar: █ weights, ▒ activations, ░ KV cache, ▪ CUDA context."""
+    colors = {
+        sp.service.name: _PLAN_COLORS[i % len(_PLAN_COLORS)] for i, sp in enumerate(host.services)
+    }
+    scale = _BAR_WIDTH / gpu.total_gib if gpu.total_gib else 0
+    bar = Text(f"GPU {gpu.index:<2} ")
+    used_cells = 0
+    for share in gpu.shares:
+        color = colors[share.service]
+        pieces = [(share.weights_gib, "█"), (share.reserve_gib, "▒"), (share.kv_cache_gib, "░")]
+        end = used_cells + round(share.share_gib * scale)
+        for size, char in pieces:
+            cells = min(round((size or 0) * scale), end - used_cells)
+            bar.append(char * cells, style=color)
+            used_cells += cells
+        bar.append("░" * (end - used_cells), style=color)
+        used_cells = end
+        cells = max(1, round(share.context_gib * scale))
+        bar.append("▪" * cells, style="dim")
+        used_cells += cells
+    free_cells = _BAR_WIDTH - used_cells
+    if free_cells > 0:
+        bar.append("·" * free_cells, style="dim")
+    over = gpu.free_gib < 0 or gpu.fraction > SAFE_FRACTION
+    bar.append(
+        f" {gpu.total_gib - gpu.free_gib:5.1f}/{gpu.total_gib:g} GiB  Σ {gpu.fraction:.2f}",
+        style="bold red" if over else "",
+    )
+    return bar
+
+
+def plan(console: Console, plans: list[HostPlan]) -> None:
+    """The plan as a table per host and a stacked bar per GPU."""
+    for host in plans:
+        memory = f" {host.gpu_memory_gib:g} GiB" if host.gpu_memory_gib else ""
+        console.print(
+            Text(f"{host.host}: {host.gpu_count} × {host.gpu_family or '?'}{memory}", style="bold")
+        )
+        if host.services:
+            console.print(_plan_table(host))
+        for gpu in host.gpus:
+            console.print(_gpu_bar(host, gpu), soft_wrap=True)
+        if host.gpus:
+            legend = Text("█ weights  ▒ activations  ░ KV cache  ", style="dim")
+            legend.append("▪ CUDA context  · free", style="dim")
+            console.print(legend)
+        console.print()
