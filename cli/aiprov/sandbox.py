@@ -2,13 +2,18 @@
 
 For people without GPU servers (and for aiprov's own tests): each host is a
 container from a Debian image that build-image.sh makes with debootstrap.
+Ansible reaches them through podman, or over SSH (`up(..., ssh=True)`) as it
+reaches real fleets: sshd in each host, a key of the sandbox's own, pipelining
+and ControlPersist.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +23,11 @@ from aiprov import paths
 
 LABEL = "aiprov.sandbox"
 OS_SUITES = {"debian12": "bookworm", "debian13": "trixie"}
+DEFAULT_PREFIX = "aiprov-sandbox"
+SSH_WAIT_SECONDS = 30
+# Each new SSH connection costs a handshake; one master connection per host
+# carries every task of a run (ansible's default ControlPath is per host).
+SSH_COMMON_ARGS = "-o ControlMaster=auto -o ControlPersist=60s"
 
 
 class SandboxError(Exception):
@@ -38,10 +48,17 @@ def podman_env() -> dict[str, str]:
     return env
 
 
-def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _podman(
+    *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         result = subprocess.run(
-            ["podman", *args], capture_output=True, text=True, env=podman_env(), check=False
+            ["podman", *args],
+            capture_output=True,
+            text=True,
+            env=podman_env(),
+            check=False,
+            input=stdin,
         )
     except FileNotFoundError:
         raise SandboxError("podman is not installed (apt-get install podman runc)") from None
@@ -70,17 +87,34 @@ def build_image(os_name: str) -> None:
         raise SandboxError(f"image build failed:\n{result.stderr.strip()}")
 
 
-def host_names(count: int) -> list[str]:
-    return [f"aiprov-sandbox-{index}" for index in range(1, count + 1)]
+def host_names(count: int, prefix: str = DEFAULT_PREFIX) -> list[str]:
+    return [f"{prefix}-{index}" for index in range(1, count + 1)]
 
 
-def up(count: int, os_name: str, inventory_dir: Path) -> list[SandboxHost]:
-    """Start `count` hosts (keeping running ones) and write their inventory."""
+def state_dir() -> Path:
+    """Where the sandbox keeps its SSH key and known_hosts (the XDG state dir)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "aiprov" / "sandbox"
+
+
+def up(
+    count: int,
+    os_name: str,
+    inventory_dir: Path,
+    ssh: bool = False,
+    prefix: str = DEFAULT_PREFIX,
+) -> list[SandboxHost]:
+    """Start `count` hosts (keeping running ones) and write their inventory.
+
+    With `ssh`, each host runs sshd with the sandbox key authorized, and the
+    inventory reaches the hosts at their container addresses over SSH.
+    """
     if count < 1:
         raise SandboxError("--hosts must be at least 1")
     build_image(os_name)
-    existing = {host.name: host for host in status()}
-    for name in host_names(count):
+    existing = {host.name: host for host in status(prefix)}
+    names = host_names(count, prefix)
+    for name in names:
         if name in existing:
             if existing[name].state != "running":
                 _podman("start", name)
@@ -90,23 +124,29 @@ def up(count: int, os_name: str, inventory_dir: Path) -> list[SandboxHost]:
             "--label", f"{LABEL}=1", "--systemd", "always",
             image_name(os_name), "/sbin/init",
         )  # fmt: skip
-    write_inventory(host_names(count), inventory_dir)
-    return status()
+    hosts = [host for host in status(prefix) if host.name in names]
+    if ssh:
+        write_ssh_inventory(hosts, inventory_dir, enable_ssh(hosts, prefix), prefix)
+    else:
+        write_inventory(names, inventory_dir)
+    return status(prefix)
 
 
-def down() -> list[str]:
-    """Remove every sandbox host."""
-    names = [host.name for host in status()]
+def down(prefix: str = DEFAULT_PREFIX) -> list[str]:
+    """Remove every sandbox host whose name starts with `prefix`."""
+    names = [host.name for host in status(prefix)]
     if names:
         _podman("rm", "--force", "--time", "5", *names)
     return names
 
 
-def status() -> list[SandboxHost]:
+def status(prefix: str = DEFAULT_PREFIX) -> list[SandboxHost]:
     result = _podman("ps", "--all", "--filter", f"label={LABEL}", "--format", "json")
     hosts = []
     for entry in json.loads(result.stdout or "[]"):
         name = entry["Names"][0]
+        if not name.startswith(f"{prefix}-"):
+            continue
         address = ""
         if entry.get("State") == "running":
             inspect = _podman(
@@ -132,5 +172,100 @@ def write_inventory(names: list[str], inventory_dir: Path) -> Path:
         }
     }
     header = "---\n# Written by `aiprov sandbox up`: podman containers on this machine.\n"
+    hosts_file.write_text(header + yaml.safe_dump(content, sort_keys=False))
+    return hosts_file
+
+
+def ssh_key() -> Path:
+    """The sandbox's private key (made on first use, 0600, never leaves the state dir)."""
+    key = state_dir() / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        result = subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "aiprov-sandbox", "-f", str(key)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SandboxError(f"ssh-keygen: {result.stderr.strip()}")
+    key.chmod(0o600)
+    return key
+
+
+# Host keys are made per container (the image carries none); the key goes in
+# on stdin; `enable --now` returns once sshd has told systemd it is ready.
+_ENABLE_SSH = (
+    "test -x /usr/sbin/sshd || { echo 'no sshd in this host: its image predates SSH support,"
+    " run aiprov sandbox down and up again' >&2; exit 1; }; "
+    "ssh-keygen -A && install -d -m 700 /root/.ssh "
+    "&& cat >/root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys "
+    "&& systemctl enable --quiet --now ssh.service "
+    "&& cat /etc/ssh/ssh_host_ed25519_key.pub"
+)
+
+
+def enable_ssh(hosts: list[SandboxHost], prefix: str = DEFAULT_PREFIX) -> Path:
+    """Start sshd in each host with the sandbox key; return their known_hosts file.
+
+    The host keys are read through podman (a trusted channel), so SSH can check
+    them instead of trusting whatever answers at a reused container address.
+    """
+    public_key = ssh_key().with_suffix(".pub").read_text()
+    lines = []
+    for host in hosts:
+        if not host.address:
+            raise SandboxError(f"{host.name} has no address (state: {host.state})")
+        result = _podman("exec", "-i", host.name, "sh", "-c", _ENABLE_SSH, stdin=public_key)
+        key_type, key_data = result.stdout.split()[:2]
+        lines.append(f"{host.address} {key_type} {key_data}\n")
+        _wait_for_port(host.name, host.address, 22)
+    known_hosts = state_dir() / f"{prefix}.known_hosts"
+    known_hosts.write_text("".join(lines))
+    return known_hosts
+
+
+def _wait_for_port(name: str, address: str, port: int) -> None:
+    deadline = time.monotonic() + SSH_WAIT_SECONDS
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=2):
+                return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"{name}: sshd does not answer on {address}:{port}: {error}"
+                ) from None
+            time.sleep(0.5)
+
+
+def write_ssh_inventory(
+    hosts: list[SandboxHost], inventory_dir: Path, known_hosts: Path, prefix: str = DEFAULT_PREFIX
+) -> Path:
+    """Write hosts.yml reaching the hosts over SSH, as a real fleet is reached."""
+    inventory_dir.mkdir(parents=True, exist_ok=True)
+    hosts_file = inventory_dir / "hosts.yml"
+    content = {
+        "all": {
+            "children": {
+                "sandbox": {
+                    "hosts": {host.name: {"ansible_host": host.address} for host in hosts},
+                    "vars": {
+                        "ansible_connection": "ssh",
+                        "ansible_user": "root",
+                        "ansible_ssh_private_key_file": str(ssh_key()),
+                        "ansible_ssh_pipelining": True,
+                        "ansible_ssh_common_args": (
+                            f"{SSH_COMMON_ARGS} -o UserKnownHostsFile={known_hosts}"
+                        ),
+                    },
+                }
+            }
+        }
+    }
+    header = (
+        "---\n# Written by `aiprov sandbox up --ssh`: podman containers on this machine,"
+        f" reached over SSH (hosts {prefix}-*).\n"
+    )
     hosts_file.write_text(header + yaml.safe_dump(content, sort_keys=False))
     return hosts_file

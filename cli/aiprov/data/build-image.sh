@@ -36,7 +36,7 @@ trap 'rm -rf "$root"' EXIT
 echo "debootstrap $suite from $mirror into $root"
 debootstrap --variant=minbase \
   --components=main,contrib,non-free,non-free-firmware \
-  --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2 \
+  --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,openssh-server \
   "$suite" "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; exit 1; }
 rm -f "$root.log"
 
@@ -56,6 +56,11 @@ for unit in getty.target console-getty.service systemd-udevd.service systemd-ude
   sys-kernel-config.mount sys-kernel-tracing.mount; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+# sshd ships off and without host keys: every container would otherwise share
+# the keys made at build time. `aiprov sandbox up --ssh` makes a host's own keys
+# (ssh-keygen -A) and starts it; hosts reached through podman never run it.
+systemctl --root="$root" --quiet disable ssh.service
+rm -f "$root"/etc/ssh/ssh_host_*
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 
 tar -C "$root" --numeric-owner -c . | podman import \
