@@ -231,6 +231,38 @@ def plan_command(
         sys.exit(runner.EXIT_BAD_INPUT)
 
 
+@main.command("doctor")
+@click.option(
+    "-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."
+)
+@click.option("-l", "--limit", help="Ask these hosts only (Ansible pattern).")
+@click.option("--json", "as_json", is_flag=True, help="Print the documented JSON document.")
+@_friendly_errors
+def doctor_command(inventory: str, limit: str | None, as_json: bool) -> None:
+    """Show each host's OS, kernel, Secure Boot, nouveau, driver, GPUs, NVSwitches and
+    CUDA toolkit, and what is missing against the inventory. Changes nothing.
+
+    Exits 0 when every host matches, 2 when something is missing, 3 when a host
+    could not be asked. The JSON schema is in docs/gpu.md.
+
+    \b
+    Example:
+      aiprov doctor -i inventories/l20-8x
+      aiprov doctor -i fleet --limit gpu01 --json
+    """
+    import json
+
+    from aiprov import doctor
+
+    with err_console.status("asking the hosts…"):
+        reports = doctor.doctor(inventory, limit)
+    if as_json:
+        click.echo(json.dumps(doctor.to_json(reports), indent=2))
+    else:
+        progress.doctor(console, reports)
+    sys.exit(doctor.exit_code(reports))
+
+
 @main.group("sandbox")
 def sandbox_group() -> None:
     """Local sandbox hosts (podman containers with systemd) to try aiprov without GPUs.

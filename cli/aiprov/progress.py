@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, Group
@@ -13,6 +14,9 @@ from rich.text import Text
 from aiprov.plan import SAFE_FRACTION, GpuPlan, HostPlan
 from aiprov.problems import Problem
 from aiprov.runner import RunResult, RunState
+
+if TYPE_CHECKING:  # doctor loads Ansible's inventory code: only when it runs
+    from aiprov.doctor import HostReport
 
 _STATUS_STYLE = {
     "waiting": "dim",
@@ -217,3 +221,42 @@ def plan(console: Console, plans: list[HostPlan]) -> None:
             legend.append("▪ CUDA context  · free", style="dim")
             console.print(legend)
         console.print()
+
+
+def doctor(console: Console, reports: list[HostReport]) -> None:
+    """One table per host: what it has, then what it lacks against the inventory."""
+    for report in reports:
+        table = Table(title=report.host, title_justify="left", show_header=False, box=box.SIMPLE)
+        table.add_column("what", style="dim", no_wrap=True)
+        table.add_column("found")
+        if report.error:
+            table.add_row("error", Text(report.error, style="bold red"))
+            console.print(table)
+            continue
+        os_name = report.os.get("pretty_name") or report.os.get("id") or "?"
+        table.add_row("OS", f"{os_name}, kernel {report.kernel or '?'}")
+        secure_boot = {True: "on", False: "off", None: "no EFI / unknown"}[report.secure_boot]
+        table.add_row("Secure Boot", secure_boot)
+        table.add_row("nouveau", "loaded" if report.nouveau_loaded else "not loaded")
+        driver = report.driver.get("version") or "none loaded"
+        if report.driver.get("kernel_module"):
+            driver += f" ({report.driver['kernel_module']} kernel module)"
+        table.add_row("driver", driver)
+        for gpu in report.gpus:
+            persistence = {True: "persistence on", False: "persistence off", None: ""}
+            memory = f"{gpu.memory_mib} MiB" if gpu.memory_mib is not None else "? MiB"
+            table.add_row(
+                f"GPU {gpu.index}",
+                f"{gpu.name}, {memory}, {gpu.bus_id}, {persistence[gpu.persistence_mode]}",
+            )
+        if report.nvswitches:
+            fabric = report.fabricmanager or "not installed"
+            table.add_row("NVSwitch", f"{len(report.nvswitches)}, fabric manager {fabric}")
+        cuda = report.cuda_toolkit
+        toolkit = f"{cuda['version']} ({cuda['path']})" if cuda.get("version") else "no nvcc"
+        table.add_row("CUDA toolkit", toolkit)
+        for gap in report.missing:
+            table.add_row(Text("missing", style="bold red"), gap)
+        if not report.missing:
+            table.add_row(Text("ok", style="green"), "matches the inventory")
+        console.print(table)

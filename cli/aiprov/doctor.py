@@ -1,0 +1,375 @@
+"""`aiprov doctor`: what each host has (OS, kernel, driver, GPUs, CUDA) against what
+its inventory expects. Read-only: hosts run data/doctor-probe.sh, which only asks.
+
+Pure logic: no click, no rich. The probe's raw text is parsed here, so a host's
+real output can be kept as a test fixture (tests/fixtures/doctor/).
+
+The JSON document (`aiprov doctor --json`) is stable; its schema is named by
+SCHEMA and documented in docs/gpu.md. New keys may be added; existing keys keep
+their meaning and type.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shlex
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aiprov import inventory, paths, runner
+
+SCHEMA = "aiprov.doctor/1"
+
+# The nvidia-smi query the probe runs; parse_gpus expects these columns.
+GPU_QUERY_FIELDS = (
+    "index",
+    "name",
+    "memory.total",
+    "pci.bus_id",
+    "persistence_mode",
+    "driver_version",
+)
+
+_SECTION = re.compile(r"^### (?P<name>[a-z-]+)$")
+_PROC_VERSION = re.compile(r"Kernel Module(?: for \S+)?\s+(?P<version>\d+\.\d+(?:\.\d+)?)")
+_NVCC_RELEASE = re.compile(r"release (?P<release>\d+\.\d+), V(?P<version>[\d.]+)")
+
+
+@dataclass
+class Gpu:
+    index: int
+    name: str
+    memory_mib: int | None
+    bus_id: str
+    persistence_mode: bool | None
+    driver_version: str
+
+
+@dataclass
+class Expected:
+    """What the inventory asks of a host (role defaults where it says nothing)."""
+
+    driver_branch: str
+    driver_version: str
+    cuda_version: str
+    gpu_count: int | None = None
+    gpu_memory_gib: int | None = None
+    nvswitch: bool | None = None
+
+
+@dataclass
+class HostReport:
+    host: str
+    reachable: bool = True
+    error: str | None = None
+    os: dict[str, str] = field(default_factory=dict)
+    kernel: str | None = None
+    secure_boot: bool | None = None
+    nouveau_loaded: bool | None = None
+    driver: dict[str, str | None] = field(default_factory=dict)
+    gpus: list[Gpu] = field(default_factory=list)
+    pci_gpus: list[str] = field(default_factory=list)
+    nvswitches: list[str] = field(default_factory=list)
+    fabricmanager: str | None = None
+    cuda_toolkit: dict[str, str | None] = field(default_factory=dict)
+    expected: Expected | None = None
+    missing: list[str] = field(default_factory=list)
+
+
+def probe_script() -> Path:
+    return paths.data_dir() / "doctor-probe.sh"
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """The probe's output as {section: body}; text before the first header is dropped."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        match = _SECTION.match(line.strip())
+        if match:
+            current = sections.setdefault(match["name"], [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    result = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in ("ID", "VERSION_ID", "PRETTY_NAME"):
+            parts = shlex.split(value) or [""]
+            result[key.lower()] = parts[0]
+    return result
+
+
+def parse_secure_boot(text: str) -> bool | None:
+    """od's bytes of the SecureBoot EFI variable: the last one is 1 when it is on."""
+    numbers = text.split()
+    if not numbers:
+        return None
+    return numbers[-1] == "1"
+
+
+def parse_proc_version(text: str) -> dict[str, str | None]:
+    """/proc/driver/nvidia/version: the loaded module's version and flavour."""
+    match = _PROC_VERSION.search(text)
+    if not match:
+        return {"version": None, "kernel_module": None}
+    flavour = "open" if "Open Kernel Module" in text else "proprietary"
+    return {"version": match["version"], "kernel_module": flavour}
+
+
+def _int_or_none(value: str) -> int | None:
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def parse_gpus(text: str) -> list[Gpu]:
+    """`nvidia-smi --query-gpu=<GPU_QUERY_FIELDS> --format=csv,noheader,nounits`.
+
+    Lines that are not rows of that query (nvidia-smi's error messages when no
+    driver is loaded) are ignored.
+    """
+    gpus = []
+    for row in csv.reader(io.StringIO(text), skipinitialspace=True):
+        if len(row) != len(GPU_QUERY_FIELDS) or not row[0].strip().isdigit():
+            continue
+        index, name, memory, bus_id, persistence, driver = (cell.strip() for cell in row)
+        gpus.append(
+            Gpu(
+                index=int(index),
+                name=name,
+                memory_mib=_int_or_none(memory),
+                bus_id=bus_id,
+                persistence_mode={"Enabled": True, "Disabled": False}.get(persistence),
+                driver_version=driver,
+            )
+        )
+    return gpus
+
+
+def parse_pci(text: str) -> dict[str, list[str]]:
+    """The probe's `ADDRESS 0xCCCCCC` lines: NVIDIA PCI functions by kind."""
+    kinds: dict[str, list[str]] = {"gpu": [], "nvswitch": []}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        code = parts[1].lower().removeprefix("0x")[:4]
+        if code in ("0300", "0302"):
+            kinds["gpu"].append(parts[0])
+        elif code == "0680":
+            kinds["nvswitch"].append(parts[0])
+    return kinds
+
+
+def parse_nvcc(text: str) -> dict[str, str | None]:
+    """The probe's nvcc section: the path found, then `nvcc --version`."""
+    lines = text.splitlines()
+    match = _NVCC_RELEASE.search(text)
+    if not lines or not match:
+        return {"path": None, "release": None, "version": None}
+    return {"path": lines[0].strip(), "release": match["release"], "version": match["version"]}
+
+
+def parse_probe(host: str, text: str) -> HostReport:
+    """One host's report from the probe's raw output."""
+    sections = split_sections(text)
+    if "end" not in sections:
+        return HostReport(host=host, error="the probe's output is incomplete")
+    gpus = parse_gpus(sections.get("gpus", ""))
+    pci = parse_pci(sections.get("pci", ""))
+    driver = parse_proc_version(sections.get("proc-driver-version", ""))
+    driver["source"] = "/proc/driver/nvidia/version" if driver["version"] else None
+    if not driver["version"] and gpus:
+        driver.update(version=gpus[0].driver_version, source="nvidia-smi")
+    return HostReport(
+        host=host,
+        os=parse_os_release(sections.get("os-release", "")),
+        kernel=sections.get("kernel") or None,
+        secure_boot=parse_secure_boot(sections.get("secure-boot", "")),
+        nouveau_loaded=sections.get("nouveau") == "loaded",
+        driver=driver,
+        gpus=gpus,
+        pci_gpus=pci["gpu"],
+        nvswitches=pci["nvswitch"],
+        fabricmanager=sections.get("fabricmanager") or None,
+        cuda_toolkit=parse_nvcc(sections.get("nvcc", "")),
+    )
+
+
+def role_defaults() -> dict[str, Any]:
+    """The defaults of the roles doctor checks against (what a host gets when
+    its inventory says nothing)."""
+    merged: dict[str, Any] = {}
+    for role in ("nvidia_driver", "cuda_toolkit"):
+        path = paths.roles_dir() / role / "defaults" / "main.yml"
+        merged.update(yaml.safe_load(path.read_text()) or {})
+    return merged
+
+
+def expectations(host_vars: Mapping[str, Any], defaults: Mapping[str, Any]) -> Expected:
+    def get(key: str) -> Any:
+        return host_vars.get(key, defaults.get(key))
+
+    def optional_int(key: str) -> int | None:
+        value = host_vars.get(key)
+        return int(value) if value not in (None, "") else None
+
+    nvswitch = host_vars.get("aiprov_gpu_nvswitch")
+    return Expected(
+        driver_branch=str(get("nvidia_driver_branch") or ""),
+        driver_version=str(get("nvidia_driver_version") or ""),
+        cuda_version=str(get("cuda_toolkit_version") or ""),
+        gpu_count=optional_int("aiprov_gpu_count"),
+        gpu_memory_gib=optional_int("aiprov_gpu_memory_gib"),
+        nvswitch=bool(nvswitch) if nvswitch is not None else None,
+    )
+
+
+def compare(report: HostReport, expected: Expected) -> list[str]:
+    """What the host lacks against the inventory, one sentence each."""
+    missing = []
+    if report.secure_boot:
+        missing.append("Secure Boot is on: DKMS modules load only if signed with an enrolled MOK")
+    if report.nouveau_loaded:
+        missing.append("nouveau is loaded: reboot after the nouveau role blacklisted it")
+    missing += _driver_gaps(report, expected)
+    missing += _gpu_gaps(report, expected)
+    release = report.cuda_toolkit.get("release")
+    if expected.cuda_version and release != expected.cuda_version:
+        found = f"nvcc {release}" if release else "no nvcc"
+        missing.append(f"{found}, the inventory expects CUDA toolkit {expected.cuda_version}")
+    return missing
+
+
+def _driver_gaps(report: HostReport, expected: Expected) -> list[str]:
+    installed = report.driver.get("version")
+    if not installed:
+        wanted = expected.driver_version or f"branch {expected.driver_branch}"
+        return [f"no NVIDIA driver is loaded (expected {wanted})"]
+    if expected.driver_version:
+        if installed != expected.driver_version:
+            return [f"driver {installed} is loaded, expected {expected.driver_version}"]
+    elif not installed.startswith(expected.driver_branch + "."):
+        return [f"driver {installed} is loaded, expected branch {expected.driver_branch}"]
+    return []
+
+
+def _gpu_gaps(report: HostReport, expected: Expected) -> list[str]:
+    gaps = []
+    gpus = report.gpus
+    if len(report.pci_gpus) > len(gpus):
+        hidden = len(report.pci_gpus) - len(gpus)
+        gaps.append(f"{hidden} GPU(s) on the PCI bus that the driver does not show")
+    if expected.gpu_count is not None and len(gpus) != expected.gpu_count:
+        gaps.append(f"{len(gpus)} GPU(s) visible, expected {expected.gpu_count}")
+    if expected.gpu_memory_gib is not None:
+        # nvidia-smi reports a little less than the marketing size (ECC, reserved).
+        floor = expected.gpu_memory_gib * 1024 * 0.9
+        for gpu in gpus:
+            if gpu.memory_mib is not None and gpu.memory_mib < floor:
+                want = expected.gpu_memory_gib
+                gaps.append(f"GPU {gpu.index} has {gpu.memory_mib} MiB, expected {want} GiB")
+    off = [str(g.index) for g in gpus if g.persistence_mode is False]
+    if off:
+        gaps.append(f"persistence mode is off on GPU {', '.join(off)}")
+    if report.nvswitches and report.fabricmanager != "active":
+        state = report.fabricmanager or "not installed"
+        gaps.append(f"{len(report.nvswitches)} NVSwitch(es), nvidia-fabricmanager is {state}")
+    if expected.nvswitch and not report.nvswitches:
+        gaps.append("the inventory expects NVSwitches, none are visible")
+    return gaps
+
+
+def check(
+    host: str, probe_output: str, host_vars: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> HostReport:
+    report = parse_probe(host, probe_output)
+    if report.error:
+        return report
+    report.expected = expectations(host_vars, defaults)
+    report.missing = compare(report, report.expected)
+    return report
+
+
+def unreachable(host: str, message: str) -> HostReport:
+    return HostReport(host=host, reachable=False, error=message)
+
+
+def to_json(reports: list[HostReport]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "hosts": [asdict(report) for report in reports]}
+
+
+def run_probe(inventory_path: str, limit: str | None = None) -> dict[str, str | HostReport]:
+    """Run the probe on every host: {host: probe output, or an unreachable report}.
+
+    Ansible's script module copies the probe into its own temporary directory
+    on the host and removes it again; the probe itself only reads.
+    """
+    import ansible_runner  # slow to import: only when hosts are really asked
+
+    outputs: dict[str, str | HostReport] = {}
+
+    def handle(event: dict[str, Any]) -> bool:
+        data = event.get("event_data", {}) or {}
+        host, res = data.get("host"), data.get("res", {}) or {}
+        kind = event.get("event")
+        if not host:
+            return True
+        if kind == "runner_on_ok":
+            outputs[host] = str(res.get("stdout", ""))
+        elif kind in ("runner_on_failed", "runner_on_unreachable"):
+            outputs[host] = unreachable(host, runner._message(res))
+        return True
+
+    with tempfile.TemporaryDirectory(prefix="aiprov-doctor-") as private:
+        kwargs: dict[str, Any] = {
+            "private_data_dir": private,
+            "host_pattern": limit or "all",
+            "module": "ansible.builtin.script",
+            "module_args": str(probe_script()),
+            "inventory": [str(paths.families_inventory()), str(Path(inventory_path).resolve())],
+            "envvars": runner._environment(),
+            "suppress_env_files": True,
+            "quiet": True,
+            "event_handler": handle,
+            "cmdline": "--become",
+        }
+        ansible_runner.run(**kwargs)
+    return outputs
+
+
+def doctor(inventory_path: str, limit: str | None = None) -> list[HostReport]:
+    """Ask every host of the inventory and compare with what it expects."""
+    loaded = inventory.load(inventory_path)
+    defaults = role_defaults()
+    outputs = run_probe(inventory_path, limit)
+    reports = []
+    for host in loaded.hosts:
+        output = outputs.get(host.name)
+        if output is None:
+            continue  # left out by --limit
+        if isinstance(output, HostReport):
+            reports.append(output)
+        else:
+            reports.append(check(host.name, output, host.vars, defaults))
+    return reports
+
+
+def exit_code(reports: list[HostReport]) -> int:
+    if any(not r.reachable or r.error for r in reports):
+        return runner.EXIT_HOST_UNREACHABLE
+    if any(r.missing for r in reports):
+        return runner.EXIT_HOST_FAILED
+    return runner.EXIT_OK
