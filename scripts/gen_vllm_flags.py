@@ -57,13 +57,18 @@ def _serve_parser():
     return serve, FlexibleArgumentParser
 
 
-def _registry_names(module: str, manager: str, attribute: str) -> list[str] | None:
+def _registry_names(modules: list[str], manager: str, attribute: str) -> list[str] | None:
     """Names registered with one of vLLM's parser managers, if this version has it."""
     import importlib
 
-    try:
-        registry = getattr(importlib.import_module(module), manager)
-    except (ImportError, AttributeError):
+    registry = None
+    for module in modules:  # the registries moved between releases
+        try:
+            registry = getattr(importlib.import_module(module), manager)
+            break
+        except (ImportError, AttributeError):
+            continue
+    if registry is None:
         return None
     if hasattr(registry, "list_registered"):
         return sorted(registry.list_registered())
@@ -100,9 +105,11 @@ def dump() -> dict:
         "quantization_methods": sorted(QUANTIZATION_METHODS),
     }
     tools = _registry_names(
-        "vllm.entrypoints.openai.tool_parsers", "ToolParserManager", "tool_parsers"
+        ["vllm.tool_parsers", "vllm.entrypoints.openai.tool_parsers"],
+        "ToolParserManager",
+        "tool_parsers",
     )
-    reasoning = _registry_names("vllm.reasoning", "ReasoningParserManager", "reasoning_parsers")
+    reasoning = _registry_names(["vllm.reasoning"], "ReasoningParserManager", "reasoning_parsers")
     if tools:
         data["tool_call_parsers"] = tools
     if reasoning:
@@ -112,6 +119,8 @@ def dump() -> dict:
 
 def main() -> None:
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    # vLLM's own options only: installed plugins (vllm-ascend, ...) may add more.
+    os.environ.setdefault("VLLM_PLUGINS", "")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     args = parser.parse_args()

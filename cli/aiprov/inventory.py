@@ -109,8 +109,17 @@ def _explain(error: AnsibleError, default_file: str) -> Problem:
     """Turn an Ansible loading error into one `FILE: KEY: message` line."""
     text = error.message if hasattr(error, "message") else str(error)
     text = " ".join(str(text).split())
-    obj = getattr(error, "obj", None)
-    file = origin_file(obj, "") if obj is not None else ""
+    # A YAML error in a group_vars/host_vars file carries the file's origin on
+    # the exception it was raised from, not on the one Ansible re-raises.
+    file = ""
+    cause: BaseException | None = error
+    while cause is not None and not file:
+        obj = getattr(cause, "obj", None)
+        if Origin is not None and isinstance(obj, Origin):
+            file = str(obj.path or "")
+        elif obj is not None:
+            file = origin_file(obj, "")
+        cause = cause.__cause__ or cause.__context__
     match = _PARSE_ERROR.search(text)
     if match:
         file = match.group("path")

@@ -398,8 +398,12 @@ def _service_problems(sp: ServicePlan, default_file: str) -> list[Problem]:
         return problems
     if sp.weights_per_gpu_gib is not None and sp.kv_cache_gib is not None:
         if sp.kv_cache_gib < 0:
-            need = (sp.weights_per_gpu_gib + RESERVE_GIB) / (
-                sp.share_gib / service.gpu_memory_utilization
+            need = (sp.weights_per_gpu_gib + RESERVE_GIB) * service.gpu_memory_utilization
+            need /= sp.share_gib
+            fix = (
+                f"raise it above {need:.2f} or spread the model over more GPUs"
+                if need <= SAFE_FRACTION
+                else "it fits at no fraction: spread the model over more GPUs"
             )
             problems.append(
                 Problem(
@@ -408,8 +412,7 @@ def _service_problems(sp: ServicePlan, default_file: str) -> list[Problem]:
                     f"the weights take {_gib(sp.weights_per_gpu_gib)} per GPU plus "
                     f"{_gib(RESERVE_GIB)} for activations, more than its share "
                     f"({service.gpu_memory_utilization} × GPU = {_gib(sp.share_gib)}); "
-                    f"raise it above {need:.2f} or spread the model over more GPUs "
-                    "(tensor_parallel_size)",
+                    f"{fix} (tensor_parallel_size)",
                 )
             )
         elif sp.kv_needed_gib is not None and sp.kv_cache_gib < sp.kv_needed_gib:

@@ -50,7 +50,8 @@ def render(plans: list[HostPlan]) -> str:
             parts.append(_text(10, y + 15, f"GPU {gpu.index}"))
             x = float(LABEL_W)
             for share in gpu.shares:
-                c = colors[share.service]
+                # Other stacks' shares (MinerU) are not in host.services: next colours.
+                c = colors.setdefault(share.service, len(colors) % len(PALETTE))
                 pieces = [
                     (share.weights_gib, PALETTE[c], "weights"),
                     (share.reserve_gib, RESERVE, "activations and CUDA graphs"),

@@ -182,7 +182,8 @@ def _gpu_bar(host: HostPlan, gpu: GpuPlan) -> Text:
     bar = Text(f"GPU {gpu.index:<2} ")
     used_cells = 0
     for share in gpu.shares:
-        color = colors[share.service]
+        # Shares of other stacks (MinerU) are not in host.services: give them the next colors.
+        color = colors.setdefault(share.service, _PLAN_COLORS[len(colors) % len(_PLAN_COLORS)])
         pieces = [(share.weights_gib, "█"), (share.reserve_gib, "▒"), (share.kv_cache_gib, "░")]
         end = used_cells + round(share.share_gib * scale)
         for size, char in pieces:

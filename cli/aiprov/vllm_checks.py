@@ -355,8 +355,8 @@ def _extra_args_problems(service: Service, flags, default: str) -> Iterator[Prob
 def _generated_problems(service: Service, flags, default: str) -> list[Problem]:
     """The options the role renders from the service's keys, checked like extra_args."""
     render = role_argv()
-    if render is None:
-        return []
+    if render is None or not isinstance(service.raw.get("served_name"), str):
+        return []  # the schema reports a missing served_name
     argv = render({**service.raw, "extra_args": []}, model_path="/model")
     parsed, arg_problems = vllmflags.parse(flags, argv)
     problems = []

@@ -82,7 +82,7 @@ def load(version: str) -> FlagSet | None:
         option = Option(
             flags=tuple(entry["flags"]),
             nargs=entry.get("nargs"),
-            choices=tuple(str(c) for c in choices) if choices is not None else None,
+            choices=tuple(str(c) for c in choices) if choices else None,
             deprecated=bool(entry.get("deprecated")),
         )
         for flag in option.flags:
