@@ -153,7 +153,7 @@ def validate_command(inventory: str, strict: bool) -> None:
       aiprov validate -i inventories/l20-8x
     """
     from aiprov import inventory as inventory_module
-    from aiprov import validate, vllm_checks  # noqa: F401  (vllm_checks registers its checks)
+    from aiprov import gpu_checks, validate, vllm_checks  # noqa: F401  (they register checks)
 
     loaded = inventory_module.load(inventory)
     found = validate.validate(loaded, default_file=inventory)
