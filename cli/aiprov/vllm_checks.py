@@ -196,7 +196,8 @@ def check_parallelism(inventory: Inventory) -> Iterator[Problem]:
 @register
 def check_memory(inventory: Inventory) -> Iterator[Problem]:
     """Fractions on a GPU stay under the safe bound, weights and one sequence fit each share."""
-    for host, _services, default in _hosts_with_services(inventory):
+    default = _default_file(inventory)
+    for host in inventory.hosts:  # MinerU's shares count too, with or without vLLM services
         if host.vars.get("aiprov_gpu_family") == "cpu":
             continue
         yield from plan.plan_host(host, default).problems
