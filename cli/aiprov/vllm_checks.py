@@ -65,9 +65,11 @@ def _family(method: str) -> str:
 @cache
 def role_defaults(role: str) -> dict[str, Any]:
     path = paths.roles_dir() / role / "defaults" / "main.yml"
-    if not path.is_file():
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):  # no defaults, or Ansible-only tags (!unsafe, !vault)
         return {}
-    return yaml.safe_load(path.read_text()) or {}
+    return data if isinstance(data, dict) else {}
 
 
 def _default_file(inventory: Inventory) -> str:
@@ -204,12 +206,18 @@ def check_memory(inventory: Inventory) -> Iterator[Problem]:
 
 
 def _other_ports(host: Host) -> dict[int, str]:
-    """Ports the other roles on this host listen on: their *_port variables and Dify's."""
+    """Ports the other enabled roles on this host listen on (their *_port variables), and
+    Dify's as the L20 guide moves them."""
     taken = dict(FIXED_PORTS)
     for role_dir in sorted(paths.roles_dir().iterdir()):
-        if role_dir.name == "vllm_service":
-            continue
-        for name, value in role_defaults(role_dir.name).items():
+        role = role_dir.name
+        defaults = role_defaults(role)
+        if (
+            role == "vllm_service"
+            or host.vars.get(f"{role}_enabled", defaults.get(f"{role}_enabled")) is False
+        ):
+            continue  # a role turned off on this host listens on nothing
+        for name, value in defaults.items():
             if name.endswith("_port"):
                 value = host.vars.get(name, value)
                 if isinstance(value, int) and not isinstance(value, bool):
