@@ -10,10 +10,13 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aiprov import modelfacts, stacks
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from aiprov import modelfacts, stacks, validate
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.modelfacts import DTYPE_BYTES, ModelFacts, Quantization
 from aiprov.problems import Problem
@@ -71,69 +74,41 @@ class Service:
         return found or origin_file(self.raw, default)
 
 
-_INT_FIELDS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "port")
-_STR_FIELDS = (
-    "runner",
-    "convert",
-    "quantization",
-    "tool_call_parser",
-    "reasoning_parser",
-)
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_services(value: Any) -> list[Service]:
-    """The well-formed entries of vllm_service_services.
+@cache
+def _entry_spec() -> dict[str, Any]:
+    """The options of one vllm_service_services entry, from the role's argument spec."""
+    options = validate.specs().get("vllm_service", {}).get(SERVICES_KEY, {}).get("options", {})
+    return {
+        name: {k: v for k, v in spec.items() if k not in ("description", "version_added")}
+        for name, spec in options.items()
+    }
 
-    Entries with wrong types are left out: the role's argument spec (the schema
-    `aiprov validate` checks first) reports them.
+
+def parse_services(value: Any) -> list[Service]:
+    """The valid entries of vllm_service_services, converted as Ansible converts them
+    (the port "8000" is 8000, gpus "0,1" is [0, 1]).
+
+    Invalid entries are left out: the role's argument spec (the schema `aiprov
+    validate` checks first) reports them.
     """
     if not isinstance(value, list):
         return []
+    validator = ArgumentSpecValidator(_entry_spec())
     services = []
     for index, entry in enumerate(value):
         if not isinstance(entry, dict):
             continue
-        name, model, gpus = entry.get("name"), entry.get("model"), entry.get("gpus", [])
-        if not isinstance(name, str) or not isinstance(model, str):
+        result = validator.validate(entry)
+        if result.error_messages:
             continue
-        if not isinstance(gpus, list) or not all(_is_int(g) for g in gpus):
-            continue
-        kwargs: dict[str, Any] = {}
-        ok = True
-        for key in _INT_FIELDS:
-            if entry.get(key) is not None:
-                ok &= _is_int(entry[key])
-                kwargs[key] = entry[key]
-        for key in _STR_FIELDS:
-            if entry.get(key) is not None:
-                ok &= isinstance(entry[key], str)
-                kwargs[key] = entry[key]
-        util = entry.get("gpu_memory_utilization")
-        if util is not None:
-            ok &= isinstance(util, (int, float)) and not isinstance(util, bool)
-            kwargs["gpu_memory_utilization"] = util
-        extra = entry.get("extra_args", [])
-        ok &= isinstance(extra, list) and all(isinstance(a, (str, int, float)) for a in extra)
-        auto_tool = entry.get("enable_auto_tool_choice", False)
-        ok &= isinstance(auto_tool, bool)
-        if not ok:
-            continue
-        services.append(
-            Service(
-                index=index,
-                name=name,
-                model=model,
-                gpus=list(gpus),
-                enable_auto_tool_choice=auto_tool,
-                extra_args=[str(a) for a in extra],
-                raw=entry,
-                **kwargs,
-            )
-        )
+        params = {k: v for k, v in result.validated_parameters.items() if v is not None}
+        fields = {k: v for k, v in params.items() if k in Service.__dataclass_fields__}
+        fields["extra_args"] = [str(a) for a in params.get("extra_args", [])]
+        services.append(Service(index=index, raw=entry, **fields))
     return services
 
 
@@ -331,13 +306,25 @@ def plan_host(host: Host, default_file: str, dirs: Iterable[Path] = ()) -> HostP
     family = host.vars.get("aiprov_gpu_family")
     gpu_gib = host.vars.get("aiprov_gpu_memory_gib")
     count = host.vars.get("aiprov_gpu_count")
-    gpu_gib = float(gpu_gib) if _is_int(gpu_gib) or isinstance(gpu_gib, float) else None
+    valid = (_is_int(gpu_gib) or isinstance(gpu_gib, float)) and gpu_gib > 0
+    gpu_gib = float(gpu_gib) if valid else None
     count = count if _is_int(count) and count >= 0 else 0
     services = parse_services(host.vars.get(SERVICES_KEY))
     search = models_dirs(host, dirs)
     plans = [plan_service(s, facts_for(host, s.model, search), gpu_gib) for s in services]
-    gpus = [GpuPlan(index=i, total_gib=gpu_gib or 0.0) for i in range(count)]
     problems: list[Problem] = []
+    if gpu_gib is None and count and services:
+        problems.append(
+            Problem(
+                origin_file(host.vars.get("aiprov_gpu_memory_gib"), default_file),
+                "aiprov_gpu_memory_gib",
+                f"host {host.name} has no GPU memory size (GiB, above 0): its GPUs' memory "
+                "is not planned; put the host in its GPU-family group or set it",
+                severity="warning",
+            )
+        )
+        count = 0
+    gpus = [GpuPlan(index=i, total_gib=gpu_gib or 0.0) for i in range(count)]
     for sp in plans:
         for index in sp.service.gpus:
             if not 0 <= index < count:
