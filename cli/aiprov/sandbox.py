@@ -194,11 +194,14 @@ def ssh_key() -> Path:
 
 
 # Host keys are made per container (the image carries none); the key goes in
-# on stdin; `enable --now` returns once sshd has told systemd it is ready.
+# on stdin; `enable --now` returns once sshd has told systemd it is ready. A
+# host just started may still be booting: wait for that first ("degraded" is
+# fine for sshd, hence the `|| true`).
 _ENABLE_SSH = (
     "test -x /usr/sbin/sshd || { echo 'no sshd in this host: its image predates SSH support,"
     " run aiprov sandbox down and up again' >&2; exit 1; }; "
-    "ssh-keygen -A && install -d -m 700 /root/.ssh "
+    "systemctl is-system-running --wait >/dev/null || true; "
+    "ssh-keygen -A >/dev/null && install -d -m 700 /root/.ssh "
     "&& cat >/root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys "
     "&& systemctl enable --quiet --now ssh.service "
     "&& cat /etc/ssh/ssh_host_ed25519_key.pub"
@@ -216,8 +219,13 @@ def enable_ssh(hosts: list[SandboxHost], prefix: str = DEFAULT_PREFIX) -> Path:
     for host in hosts:
         if not host.address:
             raise SandboxError(f"{host.name} has no address (state: {host.state})")
-        result = _podman("exec", "-i", host.name, "sh", "-c", _ENABLE_SSH, stdin=public_key)
-        key_type, key_data = result.stdout.split()[:2]
+        result = _podman(
+            "exec", "-i", host.name, "sh", "-c", _ENABLE_SSH, stdin=public_key, check=False
+        )
+        if result.returncode != 0:
+            output = (result.stderr + result.stdout).strip()
+            raise SandboxError(f"{host.name}: starting sshd failed ({result.returncode}): {output}")
+        key_type, key_data = result.stdout.strip().splitlines()[-1].split()[:2]
         lines.append(f"{host.address} {key_type} {key_data}\n")
         _wait_for_port(host.name, host.address, 22)
     known_hosts = state_dir() / f"{prefix}.known_hosts"
