@@ -118,7 +118,7 @@ def check_models(inventory: Inventory) -> Iterator[Problem]:
                 )
 
 
-def _parallel_problems(service: Service, facts: ModelFacts | None, default: str):
+def _parallel_problems(service: Service, facts: ModelFacts | None, default: str, cpu: bool):
     tp, pp = service.tensor_parallel_size, service.pipeline_parallel_size
     tp_file, tp_key = (
         service.file("tensor_parallel_size", default),
@@ -129,7 +129,14 @@ def _parallel_problems(service: Service, facts: ModelFacts | None, default: str)
             tp_file, tp_key, "tensor_parallel_size and pipeline_parallel_size must be ≥ 1"
         )
         return
-    if tp * pp != len(service.gpus):
+    if not service.gpus and not cpu:
+        yield Problem(
+            service.file("gpus", default),
+            service.key("gpus"),
+            f"give the service its {tp * pp} GPU(s); without gpus it sees every GPU of the "
+            "host and shares GPU 0 with the other services",
+        )
+    elif service.gpus and tp * pp != len(service.gpus):
         yield Problem(
             service.file("gpus", default),
             service.key("gpus"),
@@ -170,7 +177,7 @@ def check_parallelism(inventory: Inventory) -> Iterator[Problem]:
         count = host.vars.get("aiprov_gpu_count")
         for service in services:
             facts = plan.facts_for(host, service.model, dirs)
-            yield from _parallel_problems(service, facts, default)
+            yield from _parallel_problems(service, facts, default, cpu=family == "cpu")
             gpus_file, gpus_key = service.file("gpus", default), service.key("gpus")
             if len(set(service.gpus)) != len(service.gpus):
                 yield Problem(gpus_file, gpus_key, f"{service.gpus} lists a GPU twice")

@@ -1,0 +1,99 @@
+"""Inventories the vLLM checks must accept: what the broken corpus must not over-reach."""
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from aiprov.cli import main
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def validate(inv: Path, *extra: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(main, ["validate", "-i", str(inv), *extra], env=env)
+
+
+def test_cpu_host_with_the_tests_tiny_model_passes(tmp_path):
+    inv = write(
+        tmp_path,
+        {
+            "hosts.yml": "all:\n  hosts:\n    box:\n",
+            "host_vars/box.yml": """
+aiprov_gpu_family: cpu
+aiprov_gpu_count: 0
+models_catalog:
+  - {id: tiny-qwen2, hub: huggingface, repo: aiprov/tiny-qwen2, revision: main}
+vllm_service_version: "0.32.0"
+vllm_service_services:
+  - name: chat
+    model: tiny-qwen2
+    served_name: tiny
+    port: 18000
+    max_model_len: 2048
+    extra_args: [--enforce-eager, --max_num_seqs, "4", --dtype=bfloat16]
+""",
+        },
+    )
+    result = validate(inv, "--strict")
+    assert result.exit_code == 0, result.output + result.stderr
+
+
+def test_model_by_absolute_path_reads_its_config(tmp_path):
+    model = tmp_path / "weights" / "m"
+    model.mkdir(parents=True)
+    config = {
+        "model_type": "qwen2", "num_attention_heads": 6, "num_key_value_heads": 2,
+        "hidden_size": 384, "num_hidden_layers": 2, "vocab_size": 1000,
+        "max_position_embeddings": 4096, "torch_dtype": "bfloat16",
+    }  # fmt: skip
+    (model / "config.json").write_text(json.dumps(config))
+    inv = write(
+        tmp_path / "inv",
+        {
+            "hosts.yml": "all:\n  children:\n    a10:\n      hosts:\n        g:\n",
+            "host_vars/g.yml": f"""
+vllm_service_services:
+  - name: chat
+    model: {model}
+    served_name: m
+    port: 18000
+    gpus: [0, 1, 2, 3]
+    tensor_parallel_size: 4
+""",
+        },
+    )
+    result = validate(inv)
+    assert result.exit_code == 4
+    assert "4 does not divide the 6 attention heads of m" in " ".join(result.stderr.split())
+
+
+def test_an_unknown_model_is_a_warning_that_strict_turns_into_failure(tmp_path):
+    inv = write(
+        tmp_path,
+        {
+            "hosts.yml": "all:\n  children:\n    a10:\n      hosts:\n        g:\n",
+            "host_vars/g.yml": """
+models_catalog:
+  - {id: mystery, hub: huggingface, repo: someone/mystery-7b, revision: main}
+vllm_service_services:
+  - {name: chat, model: mystery, served_name: m, port: 18000, gpus: [0]}
+""",
+        },
+    )
+    assert validate(inv).exit_code == 0
+    strict = validate(inv, "--strict")
+    assert strict.exit_code == 4
+    assert "no architecture facts for 'mystery'" in strict.stderr
+    # Its files on this machine make it known.
+    models = write(tmp_path / "models", {"mystery/config.json": json.dumps(
+        {"num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 4096,
+         "num_hidden_layers": 32, "max_position_embeddings": 32768})})  # fmt: skip
+    known = validate(inv, "--strict", env={"AIPROV_MODELS_DIR": str(models)})
+    assert known.exit_code == 0, known.stderr
