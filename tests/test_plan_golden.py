@@ -65,3 +65,11 @@ def test_plan_exits_4_on_an_oversubscribed_gpu():
     assert result.exit_code == 4
     assert "GPU 3: gpu_memory_utilization adds up to 1.90" in " ".join(result.stderr.split())
     assert "GPU 3" in result.stdout  # the picture is still drawn
+
+
+def test_plan_refuses_an_inventory_the_schema_rejects():
+    broken = Path(__file__).parent / "broken" / "wrong-type-gpu-count"
+    result = CliRunner().invoke(main, ["plan", "-i", str(broken), "--format", "json"])
+    assert result.exit_code == 4
+    assert "aiprov_gpu_count: argument 'aiprov_gpu_count' is of type str" in result.stderr
+    assert result.stdout == ""
