@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from aiprov.plan import HostPlan
+from aiprov.plan import SAFE_FRACTION, HostPlan
 
 # One hue per service (in the order the host lists them); weights in the full
 # colour, KV cache lighter, the reserve for activations grey.
@@ -23,10 +23,12 @@ def _rect(x: float, y: float, w: float, fill: str, title: str) -> str:
     )
 
 
-def _text(x: float, y: float, text: str, size: int = 12, weight: str = "normal") -> str:
+def _text(
+    x: float, y: float, text: str, size: int = 12, weight: str = "normal", fill: str = "#000"
+) -> str:
     return (
         f'<text x="{x:.1f}" y="{y}" font-family="sans-serif" font-size="{size}" '
-        f'font-weight="{weight}">{escape(text)}</text>'
+        f'font-weight="{weight}" fill="{fill}">{escape(text)}</text>'
     )
 
 
@@ -45,8 +47,10 @@ def render(plans: list[HostPlan]) -> str:
             parts.append(_text(10, y, "no GPUs"))
             y += 20
             continue
+        # An over-subscribed GPU widens the host's scale so its overflow shows past a red line.
+        widest = max(max(g.total_gib, g.total_gib - g.free_gib) for g in host.gpus)
         for gpu in host.gpus:
-            scale = BAR_W / gpu.total_gib if gpu.total_gib else 0
+            scale = BAR_W / widest if widest else 0
             parts.append(_text(10, y + 15, f"GPU {gpu.index}"))
             x = float(LABEL_W)
             for share in gpu.shares:
@@ -86,8 +90,24 @@ def render(plans: list[HostPlan]) -> str:
             free = gpu.free_gib
             if free > 0:
                 parts.append(_rect(x, y, free * scale, FREE, f"free {free:.1f} GiB"))
+            over = free < 0 or gpu.fraction > SAFE_FRACTION
+            if free < 0:
+                edge = LABEL_W + gpu.total_gib * scale
+                parts.append(
+                    f'<line x1="{edge:.1f}" y1="{y - 3}" x2="{edge:.1f}" y2="{y + BAR_H + 3}" '
+                    'stroke="#d00" stroke-width="2"><title>the card ends here</title></line>'
+                )
             label = f"{gpu.total_gib - free:.1f}/{gpu.total_gib:g} GiB · Σ {gpu.fraction:.2f}"
-            parts.append(_text(LABEL_W + BAR_W + 8, y + 15, label, 11))
+            parts.append(
+                _text(
+                    LABEL_W + BAR_W + 8,
+                    y + 15,
+                    label,
+                    11,
+                    "bold" if over else "normal",
+                    "#d00" if over else "#000",
+                )
+            )
             y += ROW_H
         # Legend: one swatch per service, then the shared colours.
         x = float(LABEL_W)

@@ -173,13 +173,14 @@ def _plan_table(host: HostPlan) -> Table:
     return table
 
 
-def _gpu_bar(host: HostPlan, gpu: GpuPlan) -> Text:
+def _gpu_bar(host: HostPlan, gpu: GpuPlan, widest: float) -> Text:
     """One GPU as a stacked bar: █ weights, ▒ activations, ░ KV cache, ▪ CUDA context."""
     colors = {
         sp.service.name: _PLAN_COLORS[i % len(_PLAN_COLORS)] for i, sp in enumerate(host.services)
     }
-    scale = _BAR_WIDTH / gpu.total_gib if gpu.total_gib else 0
-    bar = Text(f"GPU {gpu.index:<2} ")
+    scale = _BAR_WIDTH / widest if widest else 0
+    prefix = f"GPU {gpu.index:<2} "
+    bar = Text(prefix)
     used_cells = 0
     for share in gpu.shares:
         # Shares of other stacks (MinerU) are not in host.services: give them the next colors.
@@ -195,9 +196,13 @@ def _gpu_bar(host: HostPlan, gpu: GpuPlan) -> Text:
         cells = max(1, round(share.context_gib * scale))
         bar.append("▪" * cells, style="dim")
         used_cells += cells
-    free_cells = _BAR_WIDTH - used_cells
+    free_cells = round(gpu.total_gib * scale) - used_cells
     if free_cells > 0:
         bar.append("·" * free_cells, style="dim")
+    if gpu.free_gib < 0:
+        left, right = bar.divide([len(prefix) + round(gpu.total_gib * scale)])
+        bar = Text.assemble(left, ("┃", "bold red"), right)
+    bar.pad_right(len(prefix) + _BAR_WIDTH + 1 - len(bar))  # line the labels up
     over = gpu.free_gib < 0 or gpu.fraction > SAFE_FRACTION
     bar.append(
         f" {gpu.total_gib - gpu.free_gib:5.1f}/{gpu.total_gib:g} GiB  Σ {gpu.fraction:.2f}",
@@ -215,8 +220,10 @@ def plan(console: Console, plans: list[HostPlan]) -> None:
         )
         if host.services:
             console.print(_plan_table(host))
+        # An over-subscribed GPU widens the host's scale; ┃ marks where its card ends.
+        widest = max((max(g.total_gib, g.total_gib - g.free_gib) for g in host.gpus), default=0)
         for gpu in host.gpus:
-            console.print(_gpu_bar(host, gpu), soft_wrap=True)
+            console.print(_gpu_bar(host, gpu, widest), soft_wrap=True)
         if host.gpus:
             legend = Text("█ weights  ▒ activations  ░ KV cache  ", style="dim")
             legend.append("▪ CUDA context  · free", style="dim")
