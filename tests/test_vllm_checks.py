@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from aiprov.cli import main
@@ -97,3 +98,45 @@ vllm_service_services:
          "num_hidden_layers": 32, "max_position_embeddings": 32768})})  # fmt: skip
     known = validate(inv, "--strict", env={"AIPROV_MODELS_DIR": str(models)})
     assert known.exit_code == 0, known.stderr
+
+
+GARBAGE = [
+    "vllm_service_services: {name: llm}",
+    "vllm_service_services: just a string",
+    "vllm_service_services: [a, b, 3, null]",
+    "vllm_service_services: [{}]",
+    "vllm_service_services: [{name: x, model: null, served_name: y, port: 1}]",
+    "vllm_service_services: [{name: x, model: m, served_name: y, port: [1], gpus: {a: 1}}]",
+    "vllm_service_services: [{name: x, model: m, served_name: y, port: 8000, gpus: [0],"
+    " tensor_parallel_size: 0, pipeline_parallel_size: -1}]",
+    "vllm_service_services: [{name: x, model: m, served_name: y, port: 8000, gpus: [0],"
+    " gpu_memory_utilization: 0}]",
+    "vllm_service_services: [{name: x, model: m, served_name: y, port: 8000, gpus: [0],"
+    " extra_args: {a: b}}]",
+    "vllm_service_services: [{name: x, model: m, served_name: y, port: 8000, gpus: [0],"
+    " extra_args: ['--', '-', '', '--=', '-O', '--hf-overrides.', '=x']}]",
+    "vllm_service_services: [{name: x, model: m, served_name: '{{ nope }}', port: 8000}]",
+    "vllm_service_version: [1, 2]\nvllm_service_services: [{name: x, model: m,"
+    " served_name: y, port: 8000, gpus: [0]}]",
+    "models_catalog: 7\nvllm_service_services: [{name: x, model: m, served_name: y,"
+    " port: 8000, gpus: [0]}]",
+    "aiprov_gpu_memory_gib: -3\naiprov_gpu_count: -1\nvllm_service_services: [{name: x,"
+    " model: m, served_name: y, port: 8000, gpus: [0, 99]}]",
+]
+
+
+@pytest.mark.parametrize("host_vars", GARBAGE)
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_no_traceback_on_garbage(tmp_path, host_vars, command):
+    inv = write(
+        tmp_path,
+        {
+            "hosts.yml": "all:\n  children:\n    a10:\n      hosts:\n        g:\n",
+            "host_vars/g.yml": "models_catalog: [{id: m, hub: huggingface, repo: BAAI/bge-m3,"
+            " revision: main}]\n" * ("models_catalog" not in host_vars) + host_vars + "\n",
+        },
+    )
+    result = CliRunner().invoke(main, [command, "-i", str(inv)])
+    assert result.exit_code in (0, 4), result.output + result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output + result.stderr

@@ -127,6 +127,8 @@ def _resolve(flags: FlagSet, token: str) -> tuple[str, Option | None, str | None
 
 
 def _unknown(flags: FlagSet, flag: str) -> str:
+    if not flag.strip("-"):
+        return f"'{flag}' is not an option (a bare '--' would end vLLM's options)"
     message = f"vLLM {flags.version} has no option {flag}"
     if flag in renamed():
         return f"{message}: {renamed()[flag]}"
