@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 L20 = {"aiprov_gpu_family": "l20", "aiprov_gpu_memory_gib": 48, "aiprov_gpu_count": 8}
 VLM = {
     "name": "vlm",
+    "served_name": "VLM",
     "model": "/nonexistent/glm",
     "gpus": [4, 5, 6, 7],
     "tensor_parallel_size": 4,
