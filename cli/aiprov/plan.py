@@ -80,11 +80,15 @@ def _is_int(value: Any) -> bool:
 
 @cache
 def _entry_spec() -> dict[str, Any]:
-    """The options of one vllm_service_services entry, from the role's argument spec."""
+    """The options of one vllm_service_services entry, from the role's argument spec.
+
+    Required options stay optional here: the plan needs no served_name, and the
+    schema check reports a missing one.
+    """
     options = validate.specs().get("vllm_service", {}).get(SERVICES_KEY, {}).get("options", {})
+    drop = ("description", "version_added", "required")
     return {
-        name: {k: v for k, v in spec.items() if k not in ("description", "version_added")}
-        for name, spec in options.items()
+        name: {k: v for k, v in spec.items() if k not in drop} for name, spec in options.items()
     }
 
 
@@ -106,6 +110,8 @@ def parse_services(value: Any) -> list[Service]:
         if result.error_messages:
             continue
         params = {k: v for k, v in result.validated_parameters.items() if v is not None}
+        if not isinstance(params.get("name"), str) or not isinstance(params.get("model"), str):
+            continue  # the schema reports the missing name or model
         fields = {k: v for k, v in params.items() if k in Service.__dataclass_fields__}
         fields["extra_args"] = [str(a) for a in params.get("extra_args", [])]
         services.append(Service(index=index, raw=entry, **fields))
