@@ -197,6 +197,15 @@ def parse(flags: FlagSet, args: list[str]) -> tuple[list[ParsedArg], list[ArgPro
                             f"{flag} {value}: not one of {', '.join(option.choices)}",
                         )
                     )
+        for value in values:
+            # vLLM reads a {...} value as JSON; a guide's markdown escape (num\_crops) breaks it.
+            if value.lstrip().startswith("{"):
+                try:
+                    json.loads(value)
+                except json.JSONDecodeError as error:
+                    problems.append(
+                        ArgProblem(i - 1, flag, f"{flag}: the value is not valid JSON ({error})")
+                    )
         if option.deprecated:
             hint = renamed().get(option.name)
             problems.append(
