@@ -17,6 +17,7 @@ needed; the parser is built without starting an engine):
     # (the GPU wheel pins a torch that has no CPU build on PyPI):
     pip download --no-deps vllm==0.11.0 -d /tmp/w
     unzip -q /tmp/w/vllm-0.11.0-*.whl -d /tmp/vllm-0.11.0
+    /work/vllmflags-venv/bin/pip install diskcache gguf openai-harmony six  # 0.11.0's other imports
     PYTHONPATH=/tmp/vllm-0.11.0 /work/vllmflags-venv/bin/python scripts/gen_vllm_flags.py
 
 The parser is built exactly as `vllm serve` builds it (vllm/entrypoints/cli/
