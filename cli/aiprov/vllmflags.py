@@ -49,7 +49,6 @@ class FlagSet:
 
 @dataclass(frozen=True)
 class ArgProblem:
-    index: int  # position in the argument list
     flag: str
     message: str
     severity: str = "error"
@@ -153,22 +152,20 @@ def parse(flags: FlagSet, args: list[str]) -> tuple[list[ParsedArg], list[ArgPro
     while i < len(args):
         token = args[i]
         if not _option_like(token):
-            problems.append(
-                ArgProblem(i, token, f"'{token}' is a value without an option before it")
-            )
+            problems.append(ArgProblem(token, f"'{token}' is a value without an option before it"))
             i += 1
             continue
         flag, option, attached = _resolve(flags, token)
         i += 1
         if option is None:
-            problems.append(ArgProblem(i - 1, flag, _unknown(flags, flag)))
+            problems.append(ArgProblem(flag, _unknown(flags, flag)))
             while i < len(args) and not _option_like(args[i]):
                 i += 1  # the unknown option's values
             continue
         values: list[str] = []
         if attached is not None:
             if option.nargs == 0:
-                problems.append(ArgProblem(i - 1, flag, f"{flag} takes no value"))
+                problems.append(ArgProblem(flag, f"{flag} takes no value"))
             values.append(attached)
         elif option.nargs is None or (isinstance(option.nargs, int) and option.nargs >= 1):
             wanted = 1 if option.nargs is None else option.nargs
@@ -176,7 +173,7 @@ def parse(flags: FlagSet, args: list[str]) -> tuple[list[ParsedArg], list[ArgPro
                 values.append(args[i])
                 i += 1
             if len(values) < wanted:
-                problems.append(ArgProblem(i - 1, flag, f"{flag} needs a value"))
+                problems.append(ArgProblem(flag, f"{flag} needs a value"))
         elif option.nargs == "?":
             if i < len(args) and not _option_like(args[i]):
                 values.append(args[i])
@@ -186,13 +183,12 @@ def parse(flags: FlagSet, args: list[str]) -> tuple[list[ParsedArg], list[ArgPro
                 values.append(args[i])
                 i += 1
             if option.nargs == "+" and not values:
-                problems.append(ArgProblem(i - 1, flag, f"{flag} needs at least one value"))
+                problems.append(ArgProblem(flag, f"{flag} needs at least one value"))
         if option.choices is not None:
             for value in values:
                 if value not in option.choices:
                     problems.append(
                         ArgProblem(
-                            i - 1,
                             flag,
                             f"{flag} {value}: not one of {', '.join(option.choices)}",
                         )
@@ -204,13 +200,12 @@ def parse(flags: FlagSet, args: list[str]) -> tuple[list[ParsedArg], list[ArgPro
                     json.loads(value)
                 except json.JSONDecodeError as error:
                     problems.append(
-                        ArgProblem(i - 1, flag, f"{flag}: the value is not valid JSON ({error})")
+                        ArgProblem(flag, f"{flag}: the value is not valid JSON ({error})")
                     )
         if option.deprecated:
             hint = renamed().get(option.name)
             problems.append(
                 ArgProblem(
-                    i - 1,
                     flag,
                     f"{option.name} is deprecated in vLLM {flags.version}"
                     + (f": {hint}" if hint else ""),
