@@ -81,9 +81,9 @@ def test_a10_plan_numbers():
     assert llm.kv_needed_gib == pytest.approx(1.0)  # 16384 tokens × 64 KiB
     assert embedding.kv_per_token_bytes == 0  # encoder-only: no KV cache
     gpu3 = hp.gpus[3]
-    # three processes on GPU 3: 0.92 × 24 GiB + 3 × 0.5 GiB of CUDA context
-    assert gpu3.fraction == pytest.approx(0.92)
-    assert gpu3.free_gib == pytest.approx(24 - 0.92 * 24 - 1.5)
+    # three processes on GPU 3: 0.90 × 24 GiB + 3 × 0.6 GiB of CUDA context
+    assert gpu3.fraction == pytest.approx(0.90)
+    assert gpu3.free_gib == pytest.approx(24 - 0.90 * 24 - 3 * 0.6)
     assert hp.problems == []
 
 
