@@ -238,6 +238,10 @@ def _environment() -> dict[str, str]:
         "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_PIPELINING": "True",
+        # Facts once per host and run, not once per play: every play of
+        # bootstrap.yml gathers them (tags or not), which on a converged fleet
+        # cost more than the roles' own tasks (docs/fleet-bench.md).
+        "ANSIBLE_GATHERING": "smart",
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
         "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
