@@ -109,3 +109,7 @@ def validate(inventory: Inventory, default_file: str) -> list[Problem]:
     for check in _CHECKS:
         found.update(check(inventory))
     return sorted(found, key=lambda p: (p.severity != "error", p.file, p.key, p.message))
+
+
+# Checks that live in their own modules register themselves on import.
+from aiprov import checks_mirrors  # noqa: E402, F401
