@@ -140,3 +140,16 @@ def test_no_traceback_on_garbage(tmp_path, host_vars, command):
     assert result.exit_code in (0, 4), result.output + result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output + result.stderr
+
+
+def test_a_port_behind_a_switched_off_feature_is_free(monkeypatch):
+    from aiprov import vllm_checks
+    from aiprov.inventory import Host
+
+    def fake_defaults(role):
+        return {"base_proxy_port": 9100, "base_proxy_enabled": False} if role == "base" else {}
+
+    monkeypatch.setattr(vllm_checks, "role_defaults", fake_defaults)
+    assert 9100 not in vllm_checks._other_ports(Host("h", [], {}))
+    on = Host("h", [], {"base_proxy_enabled": True})
+    assert vllm_checks._other_ports(on)[9100] == "base_proxy_port"

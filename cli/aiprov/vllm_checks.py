@@ -225,10 +225,15 @@ def _other_ports(host: Host) -> dict[int, str]:
         ):
             continue  # a role turned off on this host listens on nothing
         for name, value in defaults.items():
-            if name.endswith("_port"):
-                value = host.vars.get(name, value)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    taken[value] = name
+            if not name.endswith("_port"):
+                continue
+            # funasr_service_proxy_port is free while funasr_service_proxy_enabled is false.
+            switch = name.removesuffix("_port") + "_enabled"
+            if host.vars.get(switch, defaults.get(switch)) is False:
+                continue
+            value = host.vars.get(name, value)
+            if isinstance(value, int) and not isinstance(value, bool):
+                taken[value] = name
     return taken
 
 
