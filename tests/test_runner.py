@@ -92,3 +92,18 @@ def test_extra_vars_inline_and_files(tmp_path):
 def test_extra_vars_rejects_bad_input(bad):
     with pytest.raises(InputError):
         runner.parse_extra_vars([bad])
+
+
+def test_diffs_are_kept_for_the_recap():
+    state = runner.RunState()
+    diff = {"before": "a\n", "after": "b\n", "before_header": "/etc/x"}
+    rendered = "--- before: /etc/x\n+++ after: /etc/x\n-a\n+b\n\nchanged: [h]"
+    state.handle(
+        {
+            "event": "runner_on_ok",
+            "stdout": rendered,
+            "event_data": {"host": "h", "task": "Write x", "res": {"changed": True, "diff": diff}},
+        }
+    )
+    state.handle(event("runner_on_ok", host="h", task="Quiet", res={"changed": True}))
+    assert state.changes == [runner.Change("h", "Write x", rendered)]

@@ -73,11 +73,21 @@ class Failure:
 
 
 @dataclass
+class Change:
+    """A change Ansible reported with a diff (--diff), as Ansible rendered it."""
+
+    host: str
+    task: str
+    text: str
+
+
+@dataclass
 class RunState:
     """What the events told us so far."""
 
     hosts: dict[str, HostProgress] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     play: str = ""
     task: str = ""
     stats_seen: bool = False
@@ -103,6 +113,7 @@ class RunState:
                 host.started = now
         elif kind in _RESULT_EVENTS:
             self._result(kind, data, now)
+            self._diff(event, data)
         elif kind == "playbook_on_stats":
             self._stats(data, now)
 
@@ -128,6 +139,17 @@ class RunState:
             host.unreachable += 1
             self.failures.append(
                 Failure(host.name, data.get("task", ""), _message(res), unreachable=True)
+            )
+
+    def _diff(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        res = data.get("res") or {}
+        has_diff = isinstance(res, dict) and (
+            res.get("diff")
+            or any(isinstance(item, dict) and item.get("diff") for item in res.get("results", []))
+        )
+        if has_diff and res.get("changed") and event.get("stdout"):
+            self.changes.append(
+                Change(data.get("host", "?"), data.get("task", ""), event["stdout"])
             )
 
     def _stats(self, data: dict[str, Any], now: float) -> None:
