@@ -119,6 +119,28 @@ def bootstrap(**opts) -> None:
     _run_playbook("bootstrap", "bootstrap", **opts)
 
 
+@main.group("models")
+def models_group() -> None:
+    """The model catalog: downloads from Hugging Face (mirrors) or ModelScope."""
+
+
+@models_group.command("pull")
+@_ansible_options
+@_friendly_errors
+def models_pull(**opts) -> None:
+    """Fetch the catalog models each host needs: verified, resumable, once per fleet.
+
+    Runs playbooks/models.yml (the models role alone). A host whose models are
+    complete is not contacted on the network again and reports no change.
+
+    \b
+    Example:
+      aiprov models pull -i fleet
+      aiprov models pull -i fleet --limit gpu02,cache01
+    """
+    _run_playbook("models", "models pull", **opts)
+
+
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--profile", required=True, help="Built-in layout: " + ", ".join(profiles.names()))

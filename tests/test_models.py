@@ -1,0 +1,204 @@
+"""The models role's fetch helper (roles/models/files/model_fetch.py) and `aiprov models pull`.
+
+The helper's hub paths run for real in molecule/models (Hugging Face through
+an Olah mirror). No ModelScope-compatible server exists here, so the
+ModelScope path is checked through the command it builds and a fake client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aiprov import paths, runner
+from aiprov.cli import main
+
+_HELPER = paths.roles_dir() / "models" / "files" / "model_fetch.py"
+_spec = importlib.util.spec_from_file_location("model_fetch", _HELPER)
+mf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mf)
+
+
+def spec(tmp_path: Path, **over) -> dict:
+    base = {
+        "id": "qwen3-32b",
+        "hub": "modelscope",
+        "repo": "Qwen/Qwen3-32B",
+        "revision": "master",
+        "allow_patterns": ["*.json", "*.safetensors"],
+        "ignore_patterns": ["original/"],
+        "local_dir": str(tmp_path / "models" / "qwen3-32b"),
+        "endpoint": "https://www.modelscope.cn",
+        "source": "hub",
+        "tools_bin": "/opt/aiprov/models-tools/bin",
+        "reserve_bytes": 0,
+        "bwlimit_kib": 0,
+        "check": False,
+    }
+    return base | over
+
+
+def test_patterns_follow_huggingface_hub_rules():
+    assert mf.selected("config.json", ["*.json"], [])
+    assert not mf.selected("README.md", ["*.json"], [])
+    assert not mf.selected("original/consolidated.pth", [], ["original/"])
+    assert mf.selected("original/params.json", [], [])
+    assert mf.selected("a/b.safetensors", ["*.safetensors"], [])
+
+
+def test_modelscope_command_is_the_official_client_without_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms-secret-token")
+    s = spec(tmp_path)
+    argv = mf.ms_command(s)
+    assert argv == [
+        "/opt/aiprov/models-tools/bin/modelscope",
+        "download",
+        "Qwen/Qwen3-32B",
+        "--revision",
+        "master",
+        "--local-dir",
+        s["local_dir"],
+        "--include",
+        "*.json",
+        "*.safetensors",
+        "--exclude",
+        "original/",
+    ]
+    assert not any("secret" in arg for arg in argv)
+    env = mf.ms_environment(s)
+    assert env["MODELSCOPE_ENDPOINT"] == "https://www.modelscope.cn"
+    assert env["MODELSCOPE_API_TOKEN"] == "ms-secret-token"
+    assert env["MODELSCOPE_DOWNLOAD_INTRA_CLOUD"] == "false"
+
+
+def test_modelscope_command_parses_with_the_real_client(tmp_path):
+    cli = pytest.importorskip("modelscope_hub.cli.main")
+    args = cli._build_parser().parse_args(mf.ms_command(spec(tmp_path))[1:])
+    assert args.repo_id == "Qwen/Qwen3-32B"
+    assert args.local_dir.endswith("qwen3-32b")
+    assert args.allow_patterns == ["*.json", "*.safetensors"]
+
+
+def test_hf_command_and_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    s = spec(tmp_path, hub="huggingface", endpoint="https://hf-mirror.com")
+    argv = mf.hf_command(s, "abc123", ["config.json", "tokenizer.json"])
+    assert argv[:3] == ["/opt/aiprov/models-tools/bin/hf", "download", "Qwen/Qwen3-32B"]
+    assert argv[3:5] == ["config.json", "tokenizer.json"]
+    assert argv[5:] == ["--revision", "abc123", "--local-dir", s["local_dir"]]
+    env = mf.hf_environment(s)
+    assert env["HF_ENDPOINT"] == "https://hf-mirror.com"
+    assert env["HF_HUB_DISABLE_UPDATE_CHECK"] == "1"
+    assert not any("hf_secret" in arg for arg in argv)
+
+
+def test_rsync_command_resumes_in_place(tmp_path):
+    s = spec(tmp_path, source="rsync://10.0.0.5:8730/qwen3-32b/", bwlimit_kib=5000)
+    argv = mf.rsync_command(s)
+    assert {"--inplace", "--append-verify", "--files-from=-", "--bwlimit=5000"} <= set(argv)
+    assert argv[-2:] == ["rsync://10.0.0.5:8730/qwen3-32b/", s["local_dir"] + "/"]
+
+
+def test_disk_check_names_needed_free_and_path(tmp_path):
+    s = spec(tmp_path, reserve_bytes=1 << 60)
+    with pytest.raises(mf.FetchError) as error:
+        mf.check_disk(s, [{"path": "model.safetensors", "size": 5 << 30}])
+    message = str(error.value)
+    assert "needs 5.0 GiB" in message
+    assert "free on the filesystem of" in message
+    assert str(tmp_path) in message
+
+
+def test_disk_check_counts_partial_files(tmp_path):
+    s = spec(tmp_path)
+    partial = Path(s["local_dir"]) / mf.PARTIAL_DIR / "model.safetensors.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"x" * 600)
+    assert mf.check_disk(s, [{"path": "model.safetensors", "size": 1000}]) == 400
+
+
+def _fake_modelscope(files: dict[str, bytes], calls: list):
+    """Metadata and a client that writes the files, as `modelscope download` would."""
+
+    def metadata(s):
+        listing = [
+            {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+            for p, d in files.items()
+        ]
+        return "master", listing
+
+    def run(argv, env, stdin=None):
+        calls.append(argv)
+        local = Path(argv[argv.index("--local-dir") + 1])
+        for path, data in files.items():
+            (local / path).parent.mkdir(parents=True, exist_ok=True)
+            (local / path).write_bytes(data)
+        return ""
+
+    return metadata, run
+
+
+def test_fetch_verifies_records_and_skips_complete_models(tmp_path, monkeypatch):
+    files = {"config.json": b"{}", "model.safetensors": b"\x00" * 4096}
+    calls: list = []
+    metadata, run = _fake_modelscope(files, calls)
+    monkeypatch.setattr(mf, "ms_metadata", metadata)
+    monkeypatch.setattr(mf, "_run", run)
+    s = spec(tmp_path)
+
+    first = mf.fetch(s)
+    assert first["changed"] and first["files"] == 2 and len(calls) == 1
+    marker = json.loads((Path(s["local_dir"]) / mf.MARKER).read_text())
+    assert marker["commit"] == "master"
+    assert marker["identity"]["repo"] == "Qwen/Qwen3-32B"
+    assert {f["path"] for f in marker["files"]} == set(files)
+
+    # Complete: no metadata call, no client run.
+    monkeypatch.setattr(mf, "ms_metadata", lambda s: pytest.fail("network touched"))
+    assert mf.fetch(s) == {"changed": False, "id": "qwen3-32b", "commit": "master"}
+    assert len(calls) == 1
+
+    # Another revision asked for: the marker no longer counts.
+    assert mf.fetch(spec(tmp_path, revision="v2", check=True))["changed"]
+
+
+def test_fetch_removes_corrupt_files(tmp_path, monkeypatch):
+    calls: list = []
+    metadata, _ = _fake_modelscope({"model.safetensors": b"good" * 100}, calls)
+    _, run = _fake_modelscope({"model.safetensors": b"evil" * 100}, calls)
+    monkeypatch.setattr(mf, "ms_metadata", metadata)
+    monkeypatch.setattr(mf, "_run", run)
+    s = spec(tmp_path)
+    with pytest.raises(mf.FetchError, match="sha256"):
+        mf.fetch(s)
+    assert not (Path(s["local_dir"]) / "model.safetensors").exists()
+    assert not (Path(s["local_dir"]) / mf.MARKER).exists()
+
+
+def test_check_mode_touches_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(mf, "ms_metadata", lambda s: pytest.fail("network touched"))
+    s = spec(tmp_path, check="True")
+    assert mf.fetch(s) == {"changed": True, "id": "qwen3-32b"}
+    assert not Path(s["local_dir"]).exists()
+
+
+def test_models_pull_runs_the_models_playbook(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(options, on_event, cancelled):
+        seen["options"] = options
+        return runner.RunResult(0, runner.RunState(), tmp_path, "successful")
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all: {}\n")
+    result = CliRunner().invoke(main, ["models", "pull", "-i", str(inventory), "--limit", "gpu02"])
+    assert result.exit_code == 0, result.output
+    assert seen["options"].playbook == "models"
+    assert seen["options"].limit == "gpu02"
+    assert paths.playbook("models").is_file()
