@@ -202,3 +202,41 @@ def test_models_pull_runs_the_models_playbook(tmp_path, monkeypatch):
     assert seen["options"].playbook == "models"
     assert seen["options"].limit == "gpu02"
     assert paths.playbook("models").is_file()
+
+
+def test_validate_reports_catalog_problems(tmp_path):
+    from aiprov import inventory, models_checks, validate  # noqa: F401  (registers the check)
+
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text(
+        """\
+all:
+  hosts:
+    gpu01: {}
+    gpu02: {models_enabled: [nope]}
+  vars:
+    models_cache_host: cache99
+    models_catalog:
+      - {id: a, hub: huggingface, repo: x/a}
+      - {id: a, hub: huggingface, repo: x/b, local_dir: rel/dir}
+      - {id: c, hub: modelscope, repo: x/c, local_dir: /data/models/a}
+"""
+    )
+    found = [str(p) for p in validate.validate(inventory.load(hosts), default_file=str(hosts))]
+    expected = [
+        "models_enabled[0]: 'nope' is not a models_catalog id (ids: a, c)",
+        "models_cache_host: 'cache99' is not a host of this inventory",
+        "models_catalog[1].id: 'a' appears twice in the catalog",
+        "models_catalog[1].local_dir: 'rel/dir' is not an absolute path",
+        "models_catalog[2].local_dir: '/data/models/a' is also the directory of 'a'",
+    ]
+    for message in expected:
+        assert sum(message in line for line in found) == 1, (message, found)
+
+
+def test_example_inventory_catalog_is_clean():
+    from aiprov import inventory, models_checks, validate  # noqa: F401
+
+    source = paths.profiles_dir() / "l20-8x"
+    found = validate.validate(inventory.load(source), default_file=str(source))
+    assert not [p for p in found if p.key.startswith("models_")]

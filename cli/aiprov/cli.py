@@ -174,8 +174,13 @@ def validate_command(inventory: str, strict: bool) -> None:
     Example:
       aiprov validate -i inventories/l20-8x
     """
+    from aiprov import (  # noqa: F401  (they register checks)
+        gpu_checks,
+        models_checks,
+        validate,
+        vllm_checks,
+    )
     from aiprov import inventory as inventory_module
-    from aiprov import gpu_checks, validate, vllm_checks  # noqa: F401  (they register checks)
 
     loaded = inventory_module.load(inventory)
     found = validate.validate(loaded, default_file=inventory)

@@ -327,6 +327,11 @@ def verify(spec: dict[str, Any], files: list[dict[str, Any]]) -> list[dict[str, 
 
     A file that fails is removed so the next run fetches it again.
     """
+    if not files:
+        raise FetchError(
+            f"no file of {spec['repo']} at {spec['revision']} matches allow_patterns"
+            f" {spec['allow_patterns']} and ignore_patterns {spec['ignore_patterns']}"
+        )
     local = Path(spec["local_dir"])
     problems, recorded = [], []
     for entry in files:
@@ -355,6 +360,7 @@ def verify(spec: dict[str, Any], files: list[dict[str, Any]]) -> list[dict[str, 
 
 def write_marker(spec: dict[str, Any], commit: str, files: list[dict[str, Any]]) -> None:
     local = Path(spec["local_dir"])
+    local.mkdir(parents=True, exist_ok=True)
     marker = {
         "id": spec["id"],
         "identity": identity(spec),
@@ -385,7 +391,6 @@ def fetch(spec: dict[str, Any]) -> dict[str, Any]:
         return {"changed": False, "id": spec["id"], "commit": read_marker(local)["commit"]}
     if str(spec.get("check")).lower() == "true":
         return {"changed": True, "id": spec["id"]}
-    local.mkdir(parents=True, exist_ok=True)
     fetcher = fetch_cache if spec["source"] != "hub" else FETCHERS[spec["hub"]]
     commit, files, received = fetcher(spec)
     recorded = verify(spec, files)
