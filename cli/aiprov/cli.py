@@ -175,6 +175,7 @@ def validate_command(inventory: str, strict: bool) -> None:
       aiprov validate -i inventories/l20-8x
     """
     from aiprov import (  # noqa: F401  (they register checks)
+        checks_stacks,
         gpu_checks,
         models_checks,
         validate,
