@@ -84,6 +84,17 @@ def test_modelscope_command_parses_with_the_real_client(tmp_path):
     assert args.allow_patterns == ["*.json", "*.safetensors"]
 
 
+def test_token_goes_from_stdin_to_the_environment_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "restored after the test")
+    s = spec(tmp_path, hub="huggingface", token="hf_from_vault")
+    mf.take_token(s)
+    assert "token" not in s
+    env = mf.hf_environment(s)
+    assert env["HF_TOKEN"] == "hf_from_vault"
+    argv = mf.hf_command(s, "abc123", ["config.json"])
+    assert not any("hf_from_vault" in arg for arg in argv)
+
+
 def test_hf_command_and_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     s = spec(tmp_path, hub="huggingface", endpoint="https://hf-mirror.com")

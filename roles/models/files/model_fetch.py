@@ -8,9 +8,10 @@ from the fleet cache. Reads a JSON spec on stdin and prints one JSON line:
 
 Spec: id, hub (huggingface|modelscope), repo, revision, allow_patterns,
 ignore_patterns, local_dir, endpoint, source ("hub" or the fleet cache's
-rsync://HOST:PORT/ID/ URL), tools_bin, reserve_bytes, bwlimit_kib, check.
-Tokens come only from the environment (HF_TOKEN, MODELSCOPE_API_TOKEN): they
-are never put on a command line or printed.
+rsync://HOST:PORT/ID/ URL), tools_bin, reserve_bytes, bwlimit_kib, check, token.
+A token comes in the spec (stdin, so never on a command line) or from the
+environment; it reaches the hub clients only through their environment
+(HF_TOKEN, MODELSCOPE_API_TOKEN) and is never printed or recorded.
 
 A complete model has a marker file (MARKER) listing the resolved commit and
 every file with its size and sha256; a re-run that finds a matching marker and
@@ -35,6 +36,7 @@ MARKER = ".aiprov-model.json"
 # Partial hub downloads live here until verified; kept across runs to resume.
 PARTIAL_DIR = ".aiprov-partial"
 IDENTITY_KEYS = ("hub", "repo", "revision", "allow_patterns", "ignore_patterns")
+TOKEN_ENV = {"huggingface": "HF_TOKEN", "modelscope": "MODELSCOPE_API_TOKEN"}
 
 
 class FetchError(Exception):
@@ -385,6 +387,14 @@ def _run(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
 FETCHERS = {"huggingface": fetch_huggingface, "modelscope": fetch_modelscope}
 
 
+def take_token(spec: dict[str, Any]) -> None:
+    """Move the spec's token into this process's environment, where the hub
+    libraries and the clients started from here read it."""
+    token = spec.pop("token", "") or ""
+    if token:
+        os.environ[TOKEN_ENV[spec["hub"]]] = token
+
+
 def fetch(spec: dict[str, Any]) -> dict[str, Any]:
     local = Path(spec["local_dir"])
     if is_complete(spec, read_marker(local)):
@@ -408,6 +418,7 @@ def fetch(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     spec = json.load(sys.stdin)
+    take_token(spec)
     try:
         result = fetch(spec)
     except FetchError as error:
