@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from aiprov import checks_mirrors, validate
+from aiprov.cli import main
 from aiprov.inventory import Host, Inventory
 
 
@@ -128,3 +130,26 @@ def test_conda_env_needs_miniconda_and_names_are_unique():
 def test_unknown_venv_kind_is_rejected_by_the_role_spec():
     problems = _all(_inventory(python_env_venvs=[{"name": "x", "kind": "pipenv"}]))
     assert len(problems) == 1 and "venv, conda" in problems[0]
+
+
+def test_aiprov_validate_reports_bad_mirrors_from_the_file_that_set_them(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    gpu01:\n      ansible_host: 10.0.0.1\n"
+    )
+    group_vars = tmp_path / "group_vars" / "all.yml"
+    group_vars.write_text(
+        "python_env_mirror: bfsu\n"
+        "docker_registry_mirrors: [ftp://mirror.example]\n"
+        "docker_runtimes: [{name: kata}]\n"
+    )
+    result = CliRunner().invoke(main, ["validate", "-i", str(tmp_path)])
+    assert result.exit_code == 4
+    assert "Traceback" not in result.output
+    assert f"{group_vars}: python_env_mirror: value of python_env_mirror must be one of" in (
+        result.output
+    )
+    assert f"{group_vars}: docker_registry_mirrors[0]: 'ftp://mirror.example' has 'ftp://'" in (
+        result.output
+    )
+    assert f"{group_vars}: docker_runtimes: missing required arguments: path" in result.output
