@@ -1,0 +1,66 @@
+"""The vllm_service role's command-line renderer (its filter plugin), as the
+role and `aiprov validate` both load it."""
+
+import importlib.util
+import shlex
+
+import pytest
+import yaml
+
+from aiprov import paths
+
+PLUGIN = paths.roles_dir() / "vllm_service" / "filter_plugins" / "vllm_service.py"
+L20 = paths.profiles_dir() / "l20-8x"
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    spec = importlib.util.spec_from_file_location("vllm_service_filters", PLUGIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_l20_reranker_argv(plugin):
+    services = yaml.safe_load((L20 / "host_vars" / "l20-01.yml").read_text())
+    catalog = yaml.safe_load((L20 / "group_vars" / "all.yml").read_text())
+    reranker = services["vllm_service_services"][3]
+    path = plugin.model_path(reranker, catalog["models_root"], catalog["models_catalog"])
+    assert path == "/data/models/qwen3-reranker-4b"
+    argv = plugin.service_argv(reranker, path)
+    assert argv[:4] == ["--model", path, "--served-model-name", "RERANKER"]
+    assert argv[argv.index("--runner") + 1] == "pooling"
+    assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.08"
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert "--enable-auto-tool-choice" not in argv
+    assert argv[-2] == "--hf-overrides" and argv[-1].startswith('{"architectures"')
+
+
+def test_unset_options_are_left_out(plugin):
+    argv = plugin.service_argv(
+        {"served_name": "m", "port": 8000, "quantization": None, "enable_auto_tool_choice": True},
+        "/m",
+        host="127.0.0.1",
+    )
+    assert argv == [
+        "--model", "/m", "--served-model-name", "m", "--host", "127.0.0.1",
+        "--port", "8000", "--enable-auto-tool-choice",
+    ]  # fmt: skip
+
+
+def test_model_path_prefers_local_dir_and_rejects_unknown_ids(plugin):
+    catalog = [{"id": "a", "local_dir": "/big/a"}, {"id": "b"}]
+    assert plugin.model_path({"model": "a"}, "/data/models", catalog) == "/big/a"
+    assert plugin.model_path({"model": "b"}, "/data/models", catalog) == "/data/models/b"
+    assert plugin.model_path({"model": "/abs/c"}, "/data/models", catalog) == "/abs/c"
+    with pytest.raises(ValueError, match="not an id in models_catalog"):
+        plugin.model_path({"name": "x", "model": "zz"}, "/data/models", catalog)
+
+
+def test_systemd_quoting_keeps_json_and_specifiers(plugin):
+    words = ['{"a": ["no", "yes"]}', "50%", "$HOME", "back\\slash"]
+    line = plugin.systemd_quote(words)
+    assert line == '"{\\"a\\": [\\"no\\", \\"yes\\"]}" "50%%" "$$HOME" "back\\\\slash"'
+    # systemd unquotes like a POSIX shell for these characters once % and $ are undone.
+    assert shlex.split(line.replace("%%", "%").replace("$$", "$")) == words
+    assert plugin.systemd_quote(["K=$V"], exec_line=False) == '"K=$V"'
