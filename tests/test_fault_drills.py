@@ -210,7 +210,7 @@ def test_secrets_reach_no_unit_file_process_list_journal_or_artifact(fleet, tmp_
                 line for text in listings for line in text.splitlines()
                 if (api_key in line or hub_token in line) and " -m aiprov bootstrap " not in line
             )  # fmt: skip
-            time.sleep(0.3)
+            time.sleep(0.5)
 
     watcher = threading.Thread(target=watch_process_lists)
     watcher.start()
