@@ -121,7 +121,12 @@ def bootstrap(**opts) -> None:
 
 @main.group("models")
 def models_group() -> None:
-    """The model catalog: downloads from Hugging Face (mirrors) or ModelScope."""
+    """The model catalog: downloads from Hugging Face (mirrors) or ModelScope.
+
+    \b
+    Example:
+      aiprov models pull -i fleet
+    """
 
 
 @models_group.command("pull")
