@@ -218,8 +218,9 @@ def main() -> int:
     parser.add_argument("--tags", default=None, help="Roles to run (default: all).")
     parser.add_argument(
         "--skip-tags",
-        default="nvidia_driver,cuda_toolkit",
-        help="Roles to skip (default: the GPU driver and CUDA, which need a GPU host).",
+        default="nvidia_driver,cuda_toolkit,docker",
+        help="Roles to skip (default: the GPU driver and CUDA, which need a GPU host, and "
+        "Docker, whose daemon needs a privileged host).",
     )
     parser.add_argument("-e", "--extra-vars", action="append", default=[], help="As aiprov -e.")
     parser.add_argument("--os", default="debian12", choices=list(sandbox.OS_SUITES))
