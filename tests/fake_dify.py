@@ -22,11 +22,13 @@ codes), and records every request so tests can assert on them:
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import json
 import re
 import threading
+import time
 import urllib.parse
 import uuid
 from http.cookies import SimpleCookie
@@ -52,15 +54,20 @@ class Reject(Exception):
 
 
 class FakeDify:
-    def __init__(self, providers: tuple[str, ...] = (OPENAI_COMPATIBLE,)):
+    def __init__(
+        self,
+        providers: tuple[str, ...] = (OPENAI_COMPATIBLE,),
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.providers = list(providers)
         self.admin: dict[str, str] | None = None
         self.sessions: dict[str, str] = {}  # access token -> csrf token
         # (provider, model_type, model) -> {"id", "name", "credentials"}
         self.credentials: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeDify:
@@ -297,3 +304,19 @@ def _credential_form(body: dict[str, Any], model_type: str) -> dict[str, str]:
     if missing:
         raise Reject(400, f"Variable {missing[0]} is required")
     return dict(creds)
+
+
+def main() -> None:
+    """Serve a fresh fake for a bounded time (Molecule's dify scenario runs the role against it)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=600, help="exit after this long")
+    args = parser.parse_args()
+    with FakeDify(host=args.host, port=args.port) as fake:
+        print(fake.url, flush=True)
+        time.sleep(args.seconds)
+
+
+if __name__ == "__main__":
+    main()
