@@ -125,3 +125,13 @@ def test_l20_inventory_counts_mineru_in_the_plan():
         'set it to "sha256:<hex>" of the Dify release archive (sha256sum on the file you '
         "fetch or mirror): the dify role refuses an archive it cannot verify"
     ]
+
+
+def test_dify_warns_about_vllm_on_loopback():
+    local = dict(VLM, host="127.0.0.1")
+    inventory = _inventory(dify_enabled=True, vllm_service_services=[local, VLM])
+    found = list(checks_stacks.check_dify_reaches_vllm(inventory))
+    assert [(p.key, p.severity) for p in found] == [("vllm_service_services[vlm].host", "warning")]
+    assert (
+        list(checks_stacks.check_dify_reaches_vllm(_inventory(vllm_service_services=[local]))) == []
+    )

@@ -49,6 +49,33 @@ def check_dify(inventory: Inventory) -> Iterator[Problem]:
         )
 
 
+_LOOPBACK = ("127.", "localhost", "::1")
+
+
+@register
+def check_dify_reaches_vllm(inventory: Inventory) -> Iterator[Problem]:
+    """The vLLM services Dify registers must listen where its containers can reach them."""
+    default = inventory.sources[-1]
+    for host in inventory.hosts:
+        if host.vars.get("dify_enabled") is not True or host.vars.get("dify_models"):
+            continue
+        services = host.vars.get("vllm_service_services")
+        fallback = host.vars.get("vllm_service_host", "0.0.0.0")
+        for entry in services if isinstance(services, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            listen = entry.get("host", fallback)
+            if isinstance(listen, str) and listen.startswith(_LOOPBACK):
+                yield Problem(
+                    origin_file(entry.get("host", services), default),
+                    f"vllm_service_services[{entry.get('name')}].host",
+                    f"listens on {listen}, which Dify's containers cannot reach: Dify would "
+                    "register an endpoint it cannot call; listen on the host's address or "
+                    "list the models in dify_models",
+                    severity="warning",
+                )
+
+
 @register
 def check_mineru(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
