@@ -19,7 +19,9 @@ FILES = {
         f"Metadata-Version: 2.1\nName: aiprov-mirror-probe\nVersion: {VERSION}\n"
         "Summary: aiprov test-mirror probe\n"
     ),
-    f"{DIST}/WHEEL": "Wheel-Version: 1.0\nGenerator: aiprov\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    f"{DIST}/WHEEL": (
+        "Wheel-Version: 1.0\nGenerator: aiprov\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    ),
 }
 
 
