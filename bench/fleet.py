@@ -130,7 +130,7 @@ def measure(count: int, args: argparse.Namespace, work: Path, done: list[dict]) 
     figures["first"] = bootstrap(inventory_dir, args, settings, runs)
     report("first run", count, figures["first"])
     save_partial(args, [*done, figures])
-    for profile in PROFILES:
+    for profile in args.settings:
         settings = set_profile(inventory_dir, profile, count, cache_dir)
         samples = [bootstrap(inventory_dir, args, settings, runs) for _ in range(args.samples)]
         for sample in samples:
@@ -164,6 +164,9 @@ def report(label: str, count: int, run: dict) -> None:
         print(f"      {failure}", flush=True)
 
 
+_COLUMNS = ("plain", "piped", "smart", "cached")
+
+
 def summary(results: list[dict]) -> str:
     """A Markdown table: wall times, growth per extra host, cost per task per host."""
     one = next((r for r in results if r["hosts"] == 1), None)
@@ -179,10 +182,9 @@ def summary(results: list[dict]) -> str:
             extra = (r["smart"]["wall_s"] - one["smart"]["wall_s"]) / (r["hosts"] - 1)
             growth = f"{extra:.2f}"
             ratio = f"{extra / one['smart']['wall_s']:.2f}"
+        walls = " | ".join(f"{r[p]['wall_s']:.1f}" if p in r else "-" for p in _COLUMNS)
         lines.append(
-            f"| {r['hosts']} | {r['first']['wall_s']:.1f} | {r['plain']['wall_s']:.1f} "
-            f"| {r['piped']['wall_s']:.1f} | {r['smart']['wall_s']:.1f} "
-            f"| {r['cached']['wall_s']:.1f} | {growth} | {ratio} "
+            f"| {r['hosts']} | {r['first']['wall_s']:.1f} | {walls} | {growth} | {ratio} "
             f"| {r['smart']['s_per_task_host']:.3f} | {r['smart']['tasks_per_host']} |"
         )
     return "\n".join(lines)
@@ -197,7 +199,7 @@ def plot(results: list[dict], path: Path, title: str) -> None:
     counts = [r["hosts"] for r in results]
     figure, axes = plt.subplots(figsize=(7, 4.2))
     axes.plot(counts, [r["first"]["wall_s"] for r in results], "o-", label="first run")
-    for profile in PROFILES:
+    for profile in (p for p in PROFILES if p in results[0]):
         axes.plot(
             counts, [r[profile]["wall_s"] for r in results], "s--", label=f"re-run ({profile})"
         )
@@ -225,6 +227,12 @@ def main() -> int:
     parser.add_argument("-e", "--extra-vars", action="append", default=[], help="As aiprov -e.")
     parser.add_argument("--os", default="debian12", choices=list(sandbox.OS_SUITES))
     parser.add_argument("--samples", type=int, default=1, help="Re-runs per setting.")
+    parser.add_argument(
+        "--settings",
+        type=lambda text: [p for p in text.split(",") if p in PROFILES] or parser.error(text),
+        default=list(PROFILES),
+        help=f"Re-run settings to measure, comma-separated (default: {','.join(PROFILES)}).",
+    )
     parser.add_argument("--out", type=Path, help="Write PREFIX.json and PREFIX.svg.")
     parser.add_argument("--keep", action="store_true", help="Leave the last fleet running.")
     args = parser.parse_args()
@@ -244,7 +252,7 @@ def main() -> int:
     not_converged = [
         f"{r['hosts']} host(s) {p}: changed={r[p]['changed']} rc={r[p]['rc']}"
         for r in results
-        for p in PROFILES
+        for p in args.settings
         if r[p]["changed"] or r[p]["rc"]
     ]
     if args.out:
