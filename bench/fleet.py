@@ -199,7 +199,7 @@ def plot(results: list[dict], path: Path, title: str) -> None:
     counts = [r["hosts"] for r in results]
     figure, axes = plt.subplots(figsize=(7, 4.2))
     axes.plot(counts, [r["first"]["wall_s"] for r in results], "o-", label="first run")
-    for profile in (p for p in PROFILES if p in results[0]):
+    for profile in (p for p in PROFILES if all(p in r for r in results)):
         axes.plot(
             counts, [r[profile]["wall_s"] for r in results], "s--", label=f"re-run ({profile})"
         )
