@@ -3,7 +3,8 @@
 Each drill breaks something the way it breaks on real servers (a host lost
 mid-run, another process holding the package manager lock) and checks that
 aiprov says so clearly, loses nothing, and that the next run converges.
-The hosts are started and converged once for the whole module.
+The hosts are started and converged with the CPU roles once for the whole
+module, so each drill is a re-run that pays only for what it breaks.
 """
 
 import json
@@ -75,13 +76,13 @@ def in_host(name, *command, check=True):
 
 @pytest.fixture(scope="module")
 def fleet(podman_image, tmp_path_factory):
-    """Two hosts over SSH with the base role converged."""
+    """Two hosts over SSH with the CPU roles converged."""
     inventory_dir = tmp_path_factory.mktemp("drill-inventory")
     (inventory_dir / "group_vars").mkdir()
     (inventory_dir / "group_vars" / "sandbox.yml").write_text("aiprov_gpu_family: cpu\n")
     try:
         hosts = sandbox.up(2, "debian12", inventory_dir, ssh=True, prefix=PREFIX)
-        result = aiprov(inventory_dir, "--tags", "base")
+        result = aiprov(inventory_dir, "--tags", CPU_ROLES)
         assert result.returncode == 0, result.stdout + result.stderr
         yield inventory_dir, [host.name for host in hosts]
     finally:
@@ -167,6 +168,7 @@ def test_package_lock_held_waits_then_fails_clearly_and_corrupts_nothing(fleet):
 
 
 def test_user_files_survive_every_role_with_a_backup_when_changed(fleet):
+    """The user's files replace what the roles wrote before: the roles must merge again."""
     inventory_dir, (host, _) = fleet
     for path, content in USER_FILES.items():
         sandbox._podman(
