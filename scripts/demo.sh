@@ -12,3 +12,5 @@ aiprov validate -i inventories/sandbox
 aiprov bootstrap -i inventories/sandbox
 echo "== second run: expect changed=0 everywhere"
 aiprov bootstrap -i inventories/sandbox
+echo "== the sandbox hosts"
+aiprov sandbox status
