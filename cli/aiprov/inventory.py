@@ -102,6 +102,18 @@ def origin_file(value: Any, default: str) -> str:
     return default
 
 
+def entry_origin_file(entry: dict[str, Any], option: str, default: str) -> str:
+    """The file where a list entry's `option` was set, else where the entry was."""
+    value = entry.get(option)
+    found = origin_file(value, "") if value is not None else ""
+    return found or origin_file(entry, default)
+
+
+def is_int(value: Any) -> bool:
+    """An integer from YAML, not a bool (which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 _PARSE_ERROR = re.compile(r"Unable to parse (?P<path>\S+) as an inventory source")
 
 

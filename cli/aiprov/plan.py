@@ -17,7 +17,7 @@ from typing import Any
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from aiprov import modelfacts, stacks, validate
-from aiprov.inventory import Host, Inventory, origin_file
+from aiprov.inventory import Host, Inventory, entry_origin_file, is_int, origin_file
 from aiprov.modelfacts import DTYPE_BYTES, ModelFacts, Quantization
 from aiprov.problems import Problem
 
@@ -69,13 +69,7 @@ class Service:
 
     def file(self, option: str, default: str) -> str:
         """The file where this service's `option` (or the service itself) was set."""
-        value = self.raw.get(option)
-        found = origin_file(value, "") if value is not None else ""
-        return found or origin_file(self.raw, default)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+        return entry_origin_file(self.raw, option, default)
 
 
 @cache
@@ -312,9 +306,9 @@ def plan_host(host: Host, default_file: str, dirs: Iterable[Path] = ()) -> HostP
     family = host.vars.get("aiprov_gpu_family")
     gpu_gib = host.vars.get("aiprov_gpu_memory_gib")
     count = host.vars.get("aiprov_gpu_count")
-    valid = (_is_int(gpu_gib) or isinstance(gpu_gib, float)) and gpu_gib > 0
+    valid = (is_int(gpu_gib) or isinstance(gpu_gib, float)) and gpu_gib > 0
     gpu_gib = float(gpu_gib) if valid else None
-    count = count if _is_int(count) and count >= 0 else 0
+    count = count if is_int(count) and count >= 0 else 0
     services = parse_services(host.vars.get(SERVICES_KEY))
     search = models_dirs(host, dirs)
     plans = [plan_service(s, facts_for(host, s.model, search), gpu_gib) for s in services]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiprov.inventory import Host, origin_file
+from aiprov.inventory import Host, entry_origin_file, is_int
 
 MINERU_KEY = "mineru_services"
 MINERU_PROFILES_KEY = "mineru_profiles"
@@ -37,13 +37,7 @@ class StackService:
         return f"{MINERU_KEY}[{self.name}].{option}"
 
     def file(self, option: str, default: str) -> str:
-        value = self.raw.get(option)
-        found = origin_file(value, "") if value is not None else ""
-        return found or origin_file(self.raw, default)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+        return entry_origin_file(self.raw, option, default)
 
 
 def mineru_services(host: Host) -> list[StackService]:
@@ -66,7 +60,7 @@ def mineru_services(host: Host) -> list[StackService]:
         port = entry.get("port")
         if not isinstance(name, str) or not isinstance(gpus, list):
             continue
-        if not all(_is_int(g) for g in gpus) or not _is_int(dp):
+        if not all(is_int(g) for g in gpus) or not is_int(dp):
             continue
         if not isinstance(util, (int, float)) or isinstance(util, bool):
             continue
@@ -77,7 +71,7 @@ def mineru_services(host: Host) -> list[StackService]:
                 gpus=list(gpus),
                 gpu_memory_utilization=float(util),
                 data_parallel_size=dp,
-                port=port if _is_int(port) else None,
+                port=port if is_int(port) else None,
                 raw=entry,
             )
         )
