@@ -22,7 +22,7 @@ def test_family_group_vars_apply_to_hosts_in_the_group(tmp_path):
     inv = write(tmp_path, {"hosts.yml": "all:\n  children:\n    a10:\n      hosts:\n        g1:\n"})
     host = inventory.load(inv).host("g1")
     assert host.vars["aiprov_gpu_family"] == "a10"
-    assert host.vars["aiprov_gpu_memory_gib"] == 24
+    assert host.vars["aiprov_gpu_memory_gib"] == 22.4
     assert host.vars["nvidia_driver_branch"] == "550"
     assert host.vars["cuda_toolkit_version"] == "12.4"
     assert host.origin("aiprov_gpu_memory_gib", "?").startswith(

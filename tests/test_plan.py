@@ -74,16 +74,16 @@ def _a10_host():
 def test_a10_plan_numbers():
     hp = plan.plan_host(_a10_host(), "inv")
     llm, embedding, _reranker = hp.services
-    # share 0.78 × 24 = 18.72 GiB; KV cache = 18.72 - 15.26 - 0.5 = 2.96 GiB
-    assert llm.share_gib == pytest.approx(18.72)
-    assert llm.kv_cache_gib == pytest.approx(2.96, abs=0.01)
+    # share 0.78 × 22.4 = 17.472 GiB; KV cache = 17.472 - 15.26 - 0.5 = 1.71 GiB
+    assert llm.share_gib == pytest.approx(17.472)
+    assert llm.kv_cache_gib == pytest.approx(1.71, abs=0.01)
     assert llm.kv_tokens == int(llm.kv_cache_gib * GIB // 65536)
     assert llm.kv_needed_gib == pytest.approx(1.0)  # 16384 tokens × 64 KiB
     assert embedding.kv_per_token_bytes == 0  # encoder-only: no KV cache
     gpu3 = hp.gpus[3]
-    # three processes on GPU 3: 0.90 × 24 GiB + 3 × 0.6 GiB of CUDA context
+    # three processes on GPU 3: 0.90 × 22.4 GiB + 3 × 0.6 GiB of CUDA context
     assert gpu3.fraction == pytest.approx(0.90)
-    assert gpu3.free_gib == pytest.approx(24 - 0.90 * 24 - 3 * 0.6)
+    assert gpu3.free_gib == pytest.approx(22.4 - 0.90 * 22.4 - 3 * 0.6)
     assert hp.problems == []
 
 

@@ -60,7 +60,7 @@ class Expected:
     driver_version: str
     cuda_version: str
     gpu_count: int | None = None
-    gpu_memory_gib: int | None = None
+    gpu_memory_gib: float | None = None
     nvswitch: bool | None = None
 
 
@@ -232,7 +232,7 @@ def expectations(host_vars: Mapping[str, Any], defaults: Mapping[str, Any]) -> E
         driver_version=str(get("nvidia_driver_version") or ""),
         cuda_version=str(get("cuda_toolkit_version") or ""),
         gpu_count=optional_int("aiprov_gpu_count"),
-        gpu_memory_gib=optional_int("aiprov_gpu_memory_gib"),
+        gpu_memory_gib=float(memory) if (memory := get("aiprov_gpu_memory_gib")) else None,
         nvswitch=bool(nvswitch) if nvswitch is not None else None,
     )
 
@@ -275,12 +275,12 @@ def _gpu_gaps(report: HostReport, expected: Expected) -> list[str]:
     if expected.gpu_count is not None and len(gpus) != expected.gpu_count:
         gaps.append(f"{len(gpus)} GPU(s) visible, expected {expected.gpu_count}")
     if expected.gpu_memory_gib is not None:
-        # nvidia-smi reports a little less than the marketing size (ECC, reserved).
-        floor = expected.gpu_memory_gib * 1024 * 0.9
+        # The inventory holds what nvidia-smi reports; allow for ECC and firmware changes.
+        floor = expected.gpu_memory_gib * 1024 * 0.95
         for gpu in gpus:
             if gpu.memory_mib is not None and gpu.memory_mib < floor:
                 want = expected.gpu_memory_gib
-                gaps.append(f"GPU {gpu.index} has {gpu.memory_mib} MiB, expected {want} GiB")
+                gaps.append(f"GPU {gpu.index} has {gpu.memory_mib} MiB, expected {want:g} GiB")
     off = [str(g.index) for g in gpus if g.persistence_mode is False]
     if off:
         gaps.append(f"persistence mode is off on GPU {', '.join(off)}")
