@@ -157,23 +157,23 @@ def status(prefix: str = DEFAULT_PREFIX) -> list[SandboxHost]:
     return sorted(hosts, key=lambda h: h.name)
 
 
-def write_inventory(names: list[str], inventory_dir: Path) -> Path:
-    """Write hosts.yml for the sandbox hosts; the directory's group_vars stay."""
+def _write_hosts(inventory_dir: Path, hosts: dict, host_vars: dict, comment: str) -> Path:
+    """Write hosts.yml with the sandbox group; the directory's group_vars stay."""
     inventory_dir.mkdir(parents=True, exist_ok=True)
     hosts_file = inventory_dir / "hosts.yml"
-    content = {
-        "all": {
-            "children": {
-                "sandbox": {
-                    "hosts": {name: None for name in names},
-                    "vars": {"ansible_connection": "containers.podman.podman"},
-                }
-            }
-        }
-    }
-    header = "---\n# Written by `aiprov sandbox up`: podman containers on this machine.\n"
-    hosts_file.write_text(header + yaml.safe_dump(content, sort_keys=False))
+    content = {"all": {"children": {"sandbox": {"hosts": hosts, "vars": host_vars}}}}
+    hosts_file.write_text(f"---\n# {comment}\n" + yaml.safe_dump(content, sort_keys=False))
     return hosts_file
+
+
+def write_inventory(names: list[str], inventory_dir: Path) -> Path:
+    """Write hosts.yml reaching the sandbox hosts through podman."""
+    return _write_hosts(
+        inventory_dir,
+        {name: None for name in names},
+        {"ansible_connection": "containers.podman.podman"},
+        "Written by `aiprov sandbox up`: podman containers on this machine.",
+    )
 
 
 def ssh_key() -> Path:
@@ -251,29 +251,16 @@ def write_ssh_inventory(
     hosts: list[SandboxHost], inventory_dir: Path, known_hosts: Path, prefix: str = DEFAULT_PREFIX
 ) -> Path:
     """Write hosts.yml reaching the hosts over SSH, as a real fleet is reached."""
-    inventory_dir.mkdir(parents=True, exist_ok=True)
-    hosts_file = inventory_dir / "hosts.yml"
-    content = {
-        "all": {
-            "children": {
-                "sandbox": {
-                    "hosts": {host.name: {"ansible_host": host.address} for host in hosts},
-                    "vars": {
-                        "ansible_connection": "ssh",
-                        "ansible_user": "root",
-                        "ansible_ssh_private_key_file": str(ssh_key()),
-                        "ansible_ssh_pipelining": True,
-                        "ansible_ssh_common_args": (
-                            f"{SSH_COMMON_ARGS} -o UserKnownHostsFile={known_hosts}"
-                        ),
-                    },
-                }
-            }
-        }
-    }
-    header = (
-        "---\n# Written by `aiprov sandbox up --ssh`: podman containers on this machine,"
-        f" reached over SSH (hosts {prefix}-*).\n"
+    return _write_hosts(
+        inventory_dir,
+        {host.name: {"ansible_host": host.address} for host in hosts},
+        {
+            "ansible_connection": "ssh",
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(ssh_key()),
+            "ansible_ssh_pipelining": True,
+            "ansible_ssh_common_args": f"{SSH_COMMON_ARGS} -o UserKnownHostsFile={known_hosts}",
+        },
+        "Written by `aiprov sandbox up --ssh`: podman containers on this machine,"
+        f" reached over SSH (hosts {prefix}-*).",
     )
-    hosts_file.write_text(header + yaml.safe_dump(content, sort_keys=False))
-    return hosts_file
