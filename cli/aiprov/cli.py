@@ -324,17 +324,23 @@ def sandbox_group() -> None:
     help="Run sshd in the hosts and reach them over SSH (pipelining, ControlPersist), "
     "as real fleets are reached; the key stays in aiprov's state dir.",
 )  # fmt: skip
+@click.option(
+    "--services", is_flag=True,
+    help="Also run the model services' CPU profile (vLLM chat and embedding, FunASR), "
+    "fed by the sandbox mirror (bash scripts/sandbox-mirror.sh up).",
+)  # fmt: skip
 @_friendly_errors
-def sandbox_up(count: int, os_name: str, inventory_dir: Path, ssh: bool) -> None:
+def sandbox_up(count: int, os_name: str, inventory_dir: Path, ssh: bool, services: bool) -> None:
     """Start sandbox hosts (building the image on first use) and write their inventory.
 
     \b
     Examples:
       aiprov sandbox up --hosts 2 --os debian13
       aiprov sandbox up --hosts 8 --ssh
+      bash scripts/sandbox-mirror.sh up && aiprov sandbox up --services
     """
     with console.status(f"starting {count} {os_name} host(s)…"):
-        hosts = sandbox.up(count, os_name, inventory_dir, ssh=ssh)
+        hosts = sandbox.up(count, os_name, inventory_dir, ssh=ssh, services=services)
     _print_hosts(hosts)
     console.print(f"inventory: {inventory_dir / 'hosts.yml'}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -25,6 +26,12 @@ LABEL = "aiprov.sandbox"
 OS_SUITES = {"debian12": "bookworm", "debian13": "trixie"}
 DEFAULT_PREFIX = "aiprov-sandbox"
 SSH_WAIT_SECONDS = 30
+# The sandbox's upstream (scripts/sandbox-mirror.sh): a package index and a
+# Hugging Face-compatible hub on the podman bridge's gateway.
+MIRROR_PYPI_PORT = 8766
+MIRROR_HUB_PORT = 8767
+# The model services need the CPU torch wheel for Python 3.11: Debian 12.
+SERVICES_OS = "debian12"
 # Each new SSH connection costs a handshake; one master connection per host
 # carries every task of a run (ansible's default ControlPath is per host).
 SSH_COMMON_ARGS = "-o ControlMaster=auto -o ControlPersist=60s"
@@ -103,14 +110,18 @@ def up(
     inventory_dir: Path,
     ssh: bool = False,
     prefix: str = DEFAULT_PREFIX,
+    services: bool = False,
 ) -> list[SandboxHost]:
     """Start `count` hosts (keeping running ones) and write their inventory.
 
     With `ssh`, each host runs sshd with the sandbox key authorized, and the
-    inventory reaches the hosts at their container addresses over SSH.
+    inventory reaches the hosts at their container addresses over SSH. With
+    `services`, the hosts also join the group sandbox_services: the CPU
+    profile of the model services, fed by the sandbox mirror.
     """
     if count < 1:
         raise SandboxError("--hosts must be at least 1")
+    services_vars = _services_vars(os_name) if services else None
     build_image(os_name)
     existing = {host.name: host for host in status(prefix)}
     names = host_names(count, prefix)
@@ -122,14 +133,67 @@ def up(
         _podman(
             "run", "--detach", "--name", name, "--hostname", name,
             "--label", f"{LABEL}=1", "--systemd", "always",
+            # vLLM's engine queues live in /dev/shm (podman's default: 64 MiB).
+            "--shm-size", "2g",
             image_name(os_name), "/sbin/init",
         )  # fmt: skip
     hosts = [host for host in status(prefix) if host.name in names]
     if ssh:
-        write_ssh_inventory(hosts, inventory_dir, enable_ssh(hosts, prefix), prefix)
+        write_ssh_inventory(
+            hosts, inventory_dir, enable_ssh(hosts, prefix), prefix, services_vars=services_vars
+        )
     else:
-        write_inventory(names, inventory_dir)
+        write_inventory(names, inventory_dir, services_vars=services_vars)
     return status(prefix)
+
+
+def gateway() -> str:
+    """The podman bridge's gateway: this machine as the sandbox hosts see it."""
+    result = _podman("network", "inspect", "podman")
+    return json.loads(result.stdout)[0]["subnets"][0]["gateway"]
+
+
+def api_key() -> Path:
+    """The file holding the sandbox services' API key (made on first use, 0600)."""
+    key = state_dir() / "api-key"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key.touch(mode=0o600)
+        key.write_text(secrets.token_urlsafe(24))
+    key.chmod(0o600)
+    return key
+
+
+def check_mirror(address: str) -> None:
+    """Refuse early when the sandbox mirror is not up: every install would fail later."""
+    for port, path in ((MIRROR_PYPI_PORT, "/simple/"), (MIRROR_HUB_PORT, "/api/models")):
+        try:
+            with socket.create_connection((address, port), timeout=2):
+                pass
+        except OSError:
+            raise SandboxError(
+                f"the sandbox mirror does not answer on http://{address}:{port}{path}"
+                " (start it with: bash scripts/sandbox-mirror.sh up)"
+            ) from None
+
+
+def _services_vars(os_name: str) -> dict:
+    """Inventory variables that point the services profile at the sandbox mirror."""
+    if os_name != SERVICES_OS:
+        raise SandboxError(
+            f"--services needs --os {SERVICES_OS}"
+            " (the CPU torch wheel is built for its Python 3.11)"
+        )
+    address = gateway()
+    check_mirror(address)
+    # The key stays in its file: the inventory names the file, never the value.
+    key_lookup = f"{{{{ lookup('ansible.builtin.file', '{api_key()}') }}}}"
+    return {
+        "python_env_pip_index_url": f"http://{address}:{MIRROR_PYPI_PORT}/simple/",
+        "models_hf_endpoint": f"http://{address}:{MIRROR_HUB_PORT}",
+        "vllm_service_api_key": key_lookup,
+        "funasr_service_api_key": key_lookup,
+    }
 
 
 def down(prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -157,22 +221,37 @@ def status(prefix: str = DEFAULT_PREFIX) -> list[SandboxHost]:
     return sorted(hosts, key=lambda h: h.name)
 
 
-def _write_hosts(inventory_dir: Path, hosts: dict, host_vars: dict, comment: str) -> Path:
-    """Write hosts.yml with the sandbox group; the directory's group_vars stay."""
+def _write_hosts(
+    inventory_dir: Path, hosts: dict, host_vars: dict, comment: str, services_vars: dict | None
+) -> Path:
+    """Write hosts.yml with the sandbox group; the directory's group_vars stay.
+
+    With `services_vars`, every host is also in sandbox_services (whose
+    group_vars hold the services profile), with those variables.
+    """
     inventory_dir.mkdir(parents=True, exist_ok=True)
     hosts_file = inventory_dir / "hosts.yml"
-    content = {"all": {"children": {"sandbox": {"hosts": hosts, "vars": host_vars}}}}
-    hosts_file.write_text(f"---\n# {comment}\n" + yaml.safe_dump(content, sort_keys=False))
+    group: dict = {"hosts": hosts, "vars": host_vars}
+    if services_vars is not None:
+        group["children"] = {
+            "sandbox_services": {"hosts": dict.fromkeys(hosts), "vars": services_vars}
+        }
+    content = {"all": {"children": {"sandbox": group}}}
+    text = yaml.safe_dump(content, sort_keys=False, width=120)
+    hosts_file.write_text(f"---\n# {comment}\n{text}")
     return hosts_file
 
 
-def write_inventory(names: list[str], inventory_dir: Path) -> Path:
+def write_inventory(
+    names: list[str], inventory_dir: Path, services_vars: dict | None = None
+) -> Path:
     """Write hosts.yml reaching the sandbox hosts through podman."""
     return _write_hosts(
         inventory_dir,
         {name: None for name in names},
         {"ansible_connection": "containers.podman.podman"},
         "Written by `aiprov sandbox up`: podman containers on this machine.",
+        services_vars,
     )
 
 
@@ -248,7 +327,11 @@ def _wait_for_port(name: str, address: str, port: int) -> None:
 
 
 def write_ssh_inventory(
-    hosts: list[SandboxHost], inventory_dir: Path, known_hosts: Path, prefix: str = DEFAULT_PREFIX
+    hosts: list[SandboxHost],
+    inventory_dir: Path,
+    known_hosts: Path,
+    prefix: str = DEFAULT_PREFIX,
+    services_vars: dict | None = None,
 ) -> Path:
     """Write hosts.yml reaching the hosts over SSH, as a real fleet is reached."""
     return _write_hosts(
@@ -263,4 +346,5 @@ def write_ssh_inventory(
         },
         "Written by `aiprov sandbox up --ssh`: podman containers on this machine,"
         f" reached over SSH (hosts {prefix}-*).",
+        services_vars,
     )

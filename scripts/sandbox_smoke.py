@@ -1,0 +1,100 @@
+"""Ask the sandbox's model services one question each and print the answers.
+
+    python scripts/sandbox_smoke.py [HOST]      (default: aiprov-sandbox-1)
+
+For hosts started with `aiprov sandbox up --services` and bootstrapped: a chat
+completion from vLLM (the tiny random Qwen2, so the words are noise), the size
+of an embedding from the MiniLM service and a transcription of a sentence that
+espeak-ng speaks, through FunASR's key-checking proxy. Exits 1 if any answer
+is missing or has the wrong shape.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from aiprov import sandbox
+
+SENTENCE = "hello world, this is the aiprov sandbox"
+
+
+def post(url: str, key: str, body: bytes, content_type: str) -> dict:
+    request = urllib.request.Request(
+        url,
+        data=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": content_type},
+    )
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return json.load(response)
+
+
+def post_json(url: str, key: str, payload: dict) -> dict:
+    return post(url, key, json.dumps(payload).encode(), "application/json")
+
+
+def spoken_wav() -> bytes:
+    """SENTENCE as a 16 kHz mono wav, the rate FunASR's models take."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, wav = Path(tmp, "raw.wav"), Path(tmp, "speech.wav")
+        subprocess.run(["espeak-ng", "-w", str(raw), SENTENCE], check=True)
+        resample = ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(wav)]
+        subprocess.run(resample, check=True)
+        return wav.read_bytes()
+
+
+def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: audio/wav\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def main(name: str) -> int:
+    host = next((h for h in sandbox.status() if h.name == name), None)
+    if host is None or not host.address:
+        print(f"{name}: no running sandbox host of that name (aiprov sandbox status)")
+        return 1
+    key = sandbox.api_key().read_text().strip()
+    base = f"http://{host.address}"
+    try:
+        chat = post_json(
+            f"{base}:8000/v1/chat/completions",
+            key,
+            {"model": "tiny-chat", "max_tokens": 12,
+             "messages": [{"role": "user", "content": "Say hello."}]},
+        )  # fmt: skip
+        print(f"chat (tiny-chat):   {chat['choices'][0]['message']['content']!r}"
+              f" ({chat['usage']['completion_tokens']} tokens)")  # fmt: skip
+
+        embedding = post_json(
+            f"{base}:8001/v1/embeddings", key, {"model": "minilm", "input": SENTENCE}
+        )
+        size = len(embedding["data"][0]["embedding"])
+        print(f"embedding (minilm): {size} dimensions")
+
+        body, content_type = multipart({"model": "paraformer"}, "speech.wav", spoken_wav())
+        transcription = post(f"{base}:10003/v1/audio/transcriptions", key, body, content_type)
+        print(f"transcription:      {transcription['text']!r} (random-weight Paraformer)")
+    except (urllib.error.URLError, KeyError, IndexError, TimeoutError) as error:
+        print(f"{name}: a service did not answer as expected: {error}")
+        return 1
+    return 0 if size == 384 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else f"{sandbox.DEFAULT_PREFIX}-1"))
