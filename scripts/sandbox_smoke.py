@@ -87,7 +87,8 @@ def main(name: str) -> int:
         size = len(embedding["data"][0]["embedding"])
         print(f"embedding (minilm): {size} dimensions")
 
-        body, content_type = multipart({"model": "paraformer"}, "speech.wav", spoken_wav())
+        # "custom" is funasr-server's name for the model at --model-path.
+        body, content_type = multipart({"model": "custom"}, "speech.wav", spoken_wav())
         transcription = post(f"{base}:10003/v1/audio/transcriptions", key, body, content_type)
         print(f"transcription:      {transcription['text']!r} (random-weight Paraformer)")
     except (urllib.error.URLError, KeyError, IndexError, TimeoutError) as error:

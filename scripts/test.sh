@@ -31,17 +31,14 @@ declare -A usual=(
   [base]=90 [nouveau]=300 [python_env]=300 [models]=420 [docker]=300 [dify]=420
   [mineru]=240 [funasr_service]=420 [vllm_service]=900 [nvidia_driver]=1200 [cuda_toolkit]=900
 )
-lane_a="base nouveau python_env dify mineru"
+lane_a="base nouveau python_env dify mineru nvidia_driver"
 lane_b="vllm_service funasr_service cuda_toolkit models docker"
-# Held back from the default run until its verify has passed once end to end
-# (see README, "Tests"); run it with MOLECULE_SCENARIOS=nvidia_driver.
-held_back="nvidia_driver"
 if [[ -n "${MOLECULE_SCENARIOS:-}" ]]; then
-  lane_a=$MOLECULE_SCENARIOS lane_b="" held_back=""
+  lane_a=$MOLECULE_SCENARIOS lane_b=""
 else
   for dir in molecule/*/; do  # a scenario in neither lane still runs, last
     name=$(basename "$dir")
-    [[ " $lane_a $lane_b $held_back " == *" $name "* ]] || lane_a+=" $name"
+    [[ " $lane_a $lane_b " == *" $name "* ]] || lane_a+=" $name"
   done
 fi
 
@@ -68,9 +65,6 @@ run_lane() {
 
 echo "== molecule, lane A: $lane_a"
 echo "== molecule, lane B: $lane_b"
-for name in $held_back; do
-  echo "skipped $name (held back from the default run: see scripts/test.sh)" >>"$results/summary"
-done
 # shellcheck disable=SC2086  # the lanes are word lists
 run_lane $lane_a &
 lane_a_pid=$!
