@@ -251,3 +251,132 @@ def test_example_inventory_catalog_is_clean():
     source = paths.profiles_dir() / "l20-8x"
     found = validate.validate(inventory.load(source), default_file=str(source))
     assert not [p for p in found if p.key.startswith("models_")]
+
+
+# --- Fleet cache, streaming ------------------------------------------------------
+
+LISTING = """\
+drwxr-xr-x          4,096 2026/11/21 09:25:26 .
+-rw-r--r--            684 2026/11/21 09:25:26 config.json
+-rw-r--r--     52,428,800 2026/11/21 09:25:30 model-00001-of-00002.safetensors
+-rw-r--r--             35 2026/11/21 09:25:31 .aiprov-plan.json
+drwxr-xr-x          4,096 2026/11/21 09:25:26 sub dir
+-rw-r--r--             12 2026/11/21 09:25:26 sub dir/a file.txt
+lrwxrwxrwx             11 2026/11/21 09:25:26 link -> config.json
+"""
+
+
+def test_listing_gives_regular_files_and_sizes():
+    assert mf.parse_listing(LISTING) == {
+        "config.json": 684,
+        "model-00001-of-00002.safetensors": 52_428_800,
+        ".aiprov-plan.json": 35,
+        "sub dir/a file.txt": 12,
+    }
+
+
+def test_a_pass_copies_only_planned_files_complete_there_and_not_here(tmp_path):
+    planned = [
+        {"path": "config.json", "size": 684},
+        {"path": "model-00001-of-00002.safetensors", "size": 52_428_800},
+        {"path": "model-00002-of-00002.safetensors", "size": 52_428_800},  # not there yet
+        {"path": "tokenizer.json", "size": 100},  # there, but short: still being written
+    ]
+    listing = mf.parse_listing(LISTING) | {"tokenizer.json": 40, "stale.bin": 9}
+    local = tmp_path / "model"
+    local.mkdir()
+    (local / "config.json").write_bytes(b"x" * 684)  # complete here already
+    ready = mf.streamable(listing, planned, local)
+    assert [entry["path"] for entry in ready] == ["model-00001-of-00002.safetensors"]
+    # A copy cut short here is copied again (rsync continues it).
+    (local / "model-00001-of-00002.safetensors").write_bytes(b"x" * 10)
+    assert len(mf.streamable(listing, planned, local)) == 1
+
+
+class FakeCacheHost:
+    """The cache host seen through its rsync daemon: each listing advances its download
+    by one step (the plan, one shard after the other, then the marker)."""
+
+    def __init__(self, s: dict, shards: dict[str, bytes]):
+        self.identity = mf.identity(s)
+        self.shards = shards
+        self.files = [
+            {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+            for p, d in shards.items()
+        ]
+        self.step = 0
+        self.copied: list[list[str]] = []
+
+    def listing(self, s):
+        self.step += 1
+        done = list(self.shards)[: self.step - 1]
+        lines = [f"-rw-r--r-- 10 2026/11/21 09:00:00 {mf.PLAN}"]
+        lines += [f"-rw-r--r-- {len(self.shards[p])} 2026/11/21 09:00:01 {p}" for p in done]
+        if self.step > len(self.shards) + 1:  # one look after the last shard
+            lines.append(f"-rw-r--r-- 10 2026/11/21 09:00:09 {mf.MARKER}")
+        return "\n".join(lines) + "\n", ""
+
+    def file(self, s, name):
+        content = {"identity": self.identity, "commit": "abc", "files": self.files}
+        return content, ""
+
+    def copy(self, s, paths):
+        self.copied.append(paths)
+        Path(s["local_dir"]).mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            (Path(s["local_dir"]) / path).write_bytes(self.shards[path])
+        return sum(len(self.shards[p]) for p in paths)
+
+
+def test_follower_copies_each_shard_as_it_completes_then_stops_at_the_marker(tmp_path, monkeypatch):
+    s = spec(tmp_path, hub="huggingface", source="rsync://10.0.0.5:8730/qwen3-32b/")
+    shards = {f"model-0000{i}-of-00003.safetensors": bytes([i]) * 1000 for i in (1, 2, 3)}
+    host = FakeCacheHost(s, shards)
+    monkeypatch.setattr(mf, "cache_listing", host.listing)
+    monkeypatch.setattr(mf, "cache_file", host.file)
+    monkeypatch.setattr(mf, "copy_from_cache", host.copy)
+    hashed = []
+    monkeypatch.setattr(mf, "sha256_of", lambda p: hashed.append(p.name) or "h-" + p.name)
+    digests: dict = {}
+    streamed = mf.follow_cache(s, digests, sleep=lambda _: None)
+    assert host.copied == [[name] for name in shards]  # one pass per shard, before the marker
+    assert streamed == 3000
+    assert hashed == list(shards)  # hashed as they arrived
+    # verify() reuses those digests while the files are unchanged...
+    local = Path(s["local_dir"])
+    entries = [{"path": p, "size": 1000} for p in shards]
+    assert [e["sha256"] for e in mf.verify(s, entries, digests)] == ["h-" + p for p in shards]
+    assert len(hashed) == 3
+    # ...and hashes a file again once it was written since.
+    (local / "model-00001-of-00003.safetensors").write_bytes(b"\x09" * 1000)
+    mf.verify(s, entries, digests)
+    assert hashed[3:] == ["model-00001-of-00003.safetensors"]
+
+
+def test_follower_fails_clearly_when_the_cache_host_makes_no_progress(tmp_path, monkeypatch):
+    s = spec(tmp_path, hub="huggingface", source="rsync://10.0.0.5:8730/qwen3-32b/")
+    s["follow_timeout"] = "30"
+    reason = "@ERROR: chdir failed"
+    monkeypatch.setattr(mf, "cache_listing", lambda s: ("", reason))
+    now = iter(range(0, 1000, 5))
+    with pytest.raises(mf.FetchError) as error:
+        mf.follow_cache(s, {}, clock=lambda: next(now), sleep=lambda _: None)
+    message = str(error.value)
+    assert "made no progress on qwen3-32b for 30 s" in message
+    assert reason in message and "models_cache_host" in message
+
+
+def test_follower_needs_a_complete_cache_when_its_host_is_not_in_the_run(tmp_path, monkeypatch):
+    s = spec(tmp_path, source="rsync://10.0.0.5:8730/qwen3-32b/", follow=False)
+    monkeypatch.setattr(mf, "cache_file", lambda s, name: (None, "link_stat failed"))
+    monkeypatch.setattr(mf, "follow_cache", lambda *a: pytest.fail("followed"))
+    with pytest.raises(mf.FetchError, match="has no complete copy of qwen3-32b yet"):
+        mf.fetch(s)
+
+
+def test_progress_counts_every_byte_under_the_model(tmp_path):
+    (tmp_path / mf.PARTIAL_DIR).mkdir()
+    (tmp_path / mf.PARTIAL_DIR / "model.safetensors.part").write_bytes(b"x" * 700)
+    (tmp_path / "config.json").write_bytes(b"x" * 30)
+    (tmp_path / mf.PROGRESS).write_text('{"bytes_on_disk": 1}')
+    assert mf.bytes_on_disk(tmp_path) == 730

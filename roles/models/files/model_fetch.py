@@ -8,7 +8,8 @@ from the fleet cache. Reads a JSON spec on stdin and prints one JSON line:
 
 Spec: id, hub (huggingface|modelscope), repo, revision, allow_patterns,
 ignore_patterns, local_dir, endpoint, source ("hub" or the fleet cache's
-rsync://HOST:PORT/ID/ URL), tools_bin, reserve_bytes, bwlimit_kib, check, token.
+rsync://HOST:PORT/ID/ URL), tools_bin, reserve_bytes, bwlimit_kib, check, token,
+follow (copy from the cache while its host downloads), follow_timeout (seconds).
 A token comes in the spec (stdin, so never on a command line) or from the
 environment; it reaches the hub clients only through their environment
 (HF_TOKEN, MODELSCOPE_API_TOKEN) and is never printed or recorded.
@@ -16,10 +17,17 @@ environment; it reaches the hub clients only through their environment
 A complete model has a marker file (MARKER) listing the resolved commit and
 every file with its size and sha256; a re-run that finds a matching marker and
 the files at their sizes does not touch the network.
+
+Fleet cache, streaming: the cache host publishes its plan (PLAN: the commit and
+the files it is about to download), moves each file to its final path only
+when the file is complete, and rewrites PROGRESS while bytes arrive (its rsync
+daemon hides partial files). A host that follows it copies each planned file as
+soon as it is there at its full size, until the marker appears.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -29,18 +37,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 MARKER = ".aiprov-model.json"
+# Written by a hub download before its first byte, removed with the marker's arrival.
+PLAN = ".aiprov-plan.json"
+PROGRESS = ".aiprov-progress.json"
 # Partial hub downloads live here until verified; kept across runs to resume.
 PARTIAL_DIR = ".aiprov-partial"
+# How often a follower looks at the cache host's progress.
+FOLLOW_POLL_S = 0.5
 IDENTITY_KEYS = ("hub", "repo", "revision", "allow_patterns", "ignore_patterns")
 TOKEN_ENV = {"huggingface": "HF_TOKEN", "modelscope": "MODELSCOPE_API_TOKEN"}
 
 
 class FetchError(Exception):
     """A failure with a message meant for the operator."""
+
+
+class Fetched(NamedTuple):
+    commit: str
+    files: list[dict[str, Any]]
+    received: int  # bytes that came over the network
+    streamed: int = 0  # of those, copied from the cache while its host was downloading
 
 
 def selected(path: str, allow: list[str], ignore: list[str]) -> bool:
@@ -117,6 +139,61 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _stat_key(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def remember_digest(path: Path, digest: str, digests: dict[str, Any]) -> None:
+    """Keep a digest computed during the download for verify(), tied to the file's state."""
+    digests[str(path)] = (_stat_key(path), digest)
+
+
+def digest_of(path: Path, digests: dict[str, Any]) -> str:
+    """sha256 of the file, reusing one computed earlier if the file has not changed since
+    (any write or rename changes its ctime)."""
+    known = digests.get(str(path))
+    if known and known[0] == _stat_key(path):
+        return known[1]
+    digest = sha256_of(path)
+    remember_digest(path, digest, digests)
+    return digest
+
+
+def bytes_on_disk(local: Path) -> int:
+    """Everything under the model directory, partial downloads included."""
+    total = 0
+    for parent, _dirs, names in os.walk(local):
+        for name in names:
+            if not name.startswith(PROGRESS):
+                with contextlib.suppress(OSError):  # renamed meanwhile
+                    total += (Path(parent) / name).stat().st_size
+    return total
+
+
+@contextlib.contextmanager
+def progress_beacon(local: Path, period: float = 1.0):
+    """While a hub client downloads, rewrite PROGRESS whenever more bytes are on disk:
+    hosts following this download through the cache see it advance (or stall)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        last = -1
+        while not stop.wait(period):
+            size = bytes_on_disk(local)
+            if size != last:
+                write_json(local / PROGRESS, {"bytes_on_disk": size})
+                last = size
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 # --- Hugging Face --------------------------------------------------------------
 
 
@@ -157,7 +234,9 @@ def hf_environment(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def hf_fetch_resumable(spec: dict[str, Any], commit: str, entry: dict[str, Any]) -> int:
+def hf_fetch_resumable(
+    spec: dict[str, Any], commit: str, entry: dict[str, Any], digests: dict[str, Any]
+) -> int:
     """Download one large file with huggingface_hub's own HTTP getter, resuming.
 
     `hf download` names partial files per process and deletes them when it
@@ -187,31 +266,41 @@ def hf_fetch_resumable(spec: dict[str, Any], commit: str, entry: dict[str, Any])
                 expected_size=entry["size"],
             )
     received = entry["size"] - resume
-    if entry["sha256"] and sha256_of(partial) != entry["sha256"]:
+    digest = sha256_of(partial)
+    if digest != entry["sha256"]:
         partial.unlink()
         raise FetchError(
             f"{entry['path']}: sha256 differs from the hub's; removed, re-run to fetch it again"
         )
+    # Complete and verified: only now at its final path, where followers copy it.
     target = local / entry["path"]
     target.parent.mkdir(parents=True, exist_ok=True)
     partial.replace(target)
+    remember_digest(target, digest, digests)
     return received
 
 
-def fetch_huggingface(spec: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int]:
+def fetch_huggingface(spec: dict[str, Any], digests: dict[str, Any]) -> Fetched:
     commit, files = hf_metadata(spec)
     check_disk(spec, files)
+    write_plan(spec, commit, files)
     local = Path(spec["local_dir"])
-    received = 0
-    for entry in files:
-        target = local / entry["path"]
-        if entry["sha256"] and not (target.is_file() and target.stat().st_size == entry["size"]):
-            received += hf_fetch_resumable(spec, commit, entry)
+    # The small files' `hf download` starts first and runs alongside the weights:
+    # its start-up (seconds of imports) then costs no time on the link.
     small = [entry["path"] for entry in files if not entry["sha256"]]
-    if small:
-        _run(hf_command(spec, commit, small), hf_environment(spec))
-        received += sum(entry["size"] for entry in files if not entry["sha256"])
-    return commit, files, received
+    client = _start(hf_command(spec, commit, small), hf_environment(spec)) if small else None
+    received = sum(entry["size"] for entry in files if not entry["sha256"])
+    with progress_beacon(local):
+        try:
+            for entry in files:
+                target = local / entry["path"]
+                complete = target.is_file() and target.stat().st_size == entry["size"]
+                if entry["sha256"] and not complete:
+                    received += hf_fetch_resumable(spec, commit, entry, digests)
+        finally:
+            if client:
+                _wait(client)
+    return Fetched(commit, files, received)
 
 
 # --- ModelScope ----------------------------------------------------------------
@@ -256,11 +345,13 @@ def ms_environment(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def fetch_modelscope(spec: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int]:
+def fetch_modelscope(spec: dict[str, Any], digests: dict[str, Any]) -> Fetched:
     commit, files = ms_metadata(spec)
     needed = check_disk(spec, files)
-    _run(ms_command(spec), ms_environment(spec))
-    return commit, files, needed
+    write_plan(spec, commit, files)
+    with progress_beacon(Path(spec["local_dir"])):
+        _run(ms_command(spec), ms_environment(spec))
+    return Fetched(commit, files, needed)
 
 
 # --- Fleet cache (rsync daemon on the cache host) ----------------------------
@@ -288,17 +379,128 @@ def rsync_command(spec: dict[str, Any]) -> list[str]:
     return [*argv, spec["source"], spec["local_dir"] + "/"]
 
 
-def cache_metadata(spec: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def copy_from_cache(spec: dict[str, Any], paths: list[str]) -> int:
+    """Copy these files from the cache; returns the bytes received."""
+    Path(spec["local_dir"]).mkdir(parents=True, exist_ok=True)
+    stdin = "".join(path + "\n" for path in paths)
+    output = _run(rsync_command(spec), dict(os.environ), stdin=stdin)
+    found = re.search(r"Total bytes received: ([\d,]+)", output)
+    return int(found.group(1).replace(",", "")) if found else 0
+
+
+def cache_file(spec: dict[str, Any], name: str) -> tuple[dict[str, Any] | None, str]:
+    """One JSON file (the marker or the plan) from the cache, or None and rsync's reason."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = subprocess.run(
-            ["rsync", spec["source"] + MARKER, tmp + "/"],
+            ["rsync", spec["source"] + name, tmp + "/"],
             capture_output=True,
             text=True,
             check=False,
         )
-        marker = read_marker(Path(tmp)) if copy.returncode == 0 else None
+        try:
+            return json.loads((Path(tmp) / name).read_text()), ""
+        except (OSError, ValueError):
+            lines = copy.stderr.strip().splitlines()
+            return None, lines[-1] if lines else f"no {name}"
+
+
+def parse_listing(text: str) -> dict[str, int]:
+    """Regular files and their sizes from `rsync --list-only --recursive` output
+    (`-rw-r--r--     52,428,800 2026/11/21 09:25:26 path`)."""
+    files = {}
+    for line in text.splitlines():
+        fields = line.split(None, 4)
+        if len(fields) == 5 and fields[0].startswith("-"):
+            files[fields[4]] = int(re.sub(r"\D", "", fields[1]))
+    return files
+
+
+def cache_listing(spec: dict[str, Any]) -> tuple[str, str]:
+    """The cache's model directory as rsync lists it (names, sizes, times), and
+    rsync's reason when it cannot (e.g. the directory does not exist yet)."""
+    done = subprocess.run(
+        ["rsync", "--list-only", "--recursive", spec["source"]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = done.stderr.strip().splitlines()
+    return done.stdout, lines[-1] if done.returncode and lines else ""
+
+
+def streamable(
+    listing: dict[str, int], planned: list[dict[str, Any]], local: Path
+) -> list[dict[str, Any]]:
+    """The planned files a follower may copy now: at their final path and full size on
+    the cache host (which puts them there only when complete), and not yet complete here.
+    The cache's daemon hides partial downloads (.aiprov-partial/, the clients' .cache/).
+    """
+    ready = []
+    for entry in planned:
+        mine = local / entry["path"]
+        if listing.get(entry["path"]) == entry["size"] and not (
+            mine.is_file() and mine.stat().st_size == entry["size"]
+        ):
+            ready.append(entry)
+    return ready
+
+
+def follow_cache(
+    spec: dict[str, Any],
+    digests: dict[str, Any],
+    clock: Any = time.monotonic,
+    sleep: Any = time.sleep,
+) -> int:
+    """Copy the cache host's files as it completes them, until its marker appears.
+
+    Progress is any change in the cache's listing (new files, PROGRESS rewritten);
+    none for follow_timeout seconds fails with the last reason rsync gave. Files
+    are hashed as they arrive, while the cache host is still downloading.
+    Returns the bytes received before the marker.
+    """
+    local = Path(spec["local_dir"])
+    timeout = float(spec.get("follow_timeout", 300))
+    streamed, plan = 0, None
+    seen, since = None, clock()
+    while True:
+        text, why = cache_listing(spec)
+        listing = parse_listing(text)
+        if MARKER in listing:
+            marker, why = cache_file(spec, MARKER)
+            if marker and marker.get("identity") == identity(spec):
+                return streamed
+            why = why or f"its marker is for {marker.get('identity') if marker else None}"
+        if plan is None and PLAN in listing:
+            candidate = cache_file(spec, PLAN)[0]
+            if candidate and candidate.get("identity") == identity(spec):
+                check_disk(spec, candidate["files"])
+                plan = candidate
+        ready = streamable(listing, plan["files"], local) if plan else []
+        if ready:
+            try:
+                streamed += copy_from_cache(spec, [entry["path"] for entry in ready])
+            except FetchError as error:  # e.g. a file the cache host removed meanwhile
+                why, ready = str(error), []
+            for entry in ready:
+                path = local / entry["path"]
+                if path.is_file() and path.stat().st_size == entry["size"]:
+                    digest_of(path, digests)
+        if text != seen:
+            seen, since = text, clock()
+        elif clock() - since > timeout:
+            raise FetchError(
+                f"the fleet cache ({spec['source']}) made no progress on {spec['id']} for"
+                f" {timeout:.0f} s and has no complete copy (rsync: {why or 'no marker'});"
+                " look at the models role's result on the cache host (models_cache_host)"
+                " and re-run"
+            )
+        if not ready:
+            sleep(FOLLOW_POLL_S)
+
+
+def cache_metadata(spec: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    marker, why = cache_file(spec, MARKER)
     if marker is None:
-        why = copy.stderr.strip().splitlines()[-1] if copy.stderr.strip() else "no marker"
         raise FetchError(
             f"the fleet cache ({spec['source']}) has no complete copy of {spec['id']} yet"
             f" (rsync: {why}); run the models role on the cache host first"
@@ -311,22 +513,26 @@ def cache_metadata(spec: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return marker["commit"], marker["files"]
 
 
-def fetch_cache(spec: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int]:
+def fetch_cache(spec: dict[str, Any], digests: dict[str, Any]) -> Fetched:
+    """Copy from the cache: following its host's download when it runs alongside
+    (spec follow), then a last pass over the marker's files."""
+    following = str(spec.get("follow")).lower() == "true"
+    streamed = follow_cache(spec, digests) if following else 0
     commit, files = cache_metadata(spec)
     check_disk(spec, files)
-    Path(spec["local_dir"]).mkdir(parents=True, exist_ok=True)
-    stdin = "".join(entry["path"] + "\n" for entry in files)
-    output = _run(rsync_command(spec), dict(os.environ), stdin=stdin)
-    found = re.search(r"Total bytes received: ([\d,]+)", output)
-    return commit, files, int(found.group(1).replace(",", "")) if found else 0
+    received = copy_from_cache(spec, [entry["path"] for entry in files])
+    return Fetched(commit, files, streamed + received, streamed)
 
 
 # --- Verification and the marker ---------------------------------------------
 
 
-def verify(spec: dict[str, Any], files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def verify(
+    spec: dict[str, Any], files: list[dict[str, Any]], digests: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Check sizes and sha256; return the files with every sha256 filled in.
 
+    A file hashed during the download and not changed since is not read again.
     A file that fails is removed so the next run fetches it again.
     """
     if not files:
@@ -346,7 +552,7 @@ def verify(spec: dict[str, Any], files: list[dict[str, Any]]) -> list[dict[str, 
             problems.append(f"{entry['path']}: {size} bytes, the hub says {entry['size']}")
             path.unlink()
             continue
-        digest = sha256_of(path)
+        digest = digest_of(path, digests)
         if entry.get("sha256") and digest != entry["sha256"]:
             problems.append(f"{entry['path']}: sha256 {digest}, the hub says {entry['sha256']}")
             path.unlink()
@@ -360,9 +566,22 @@ def verify(spec: dict[str, Any], files: list[dict[str, Any]]) -> list[dict[str, 
     return recorded
 
 
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Whole or not at all: readers (followers, re-runs) never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def write_plan(spec: dict[str, Any], commit: str, files: list[dict[str, Any]]) -> None:
+    """What this download is about to put in place, for the hosts that follow it."""
+    plan = {"identity": identity(spec), "commit": commit, "files": files}
+    write_json(Path(spec["local_dir"]) / PLAN, plan)
+
+
 def write_marker(spec: dict[str, Any], commit: str, files: list[dict[str, Any]]) -> None:
     local = Path(spec["local_dir"])
-    local.mkdir(parents=True, exist_ok=True)
     marker = {
         "id": spec["id"],
         "identity": identity(spec),
@@ -370,9 +589,9 @@ def write_marker(spec: dict[str, Any], commit: str, files: list[dict[str, Any]])
         "source": spec["source"],
         "files": files,
     }
-    tmp = local / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(marker, indent=1) + "\n")
-    tmp.replace(local / MARKER)
+    write_json(local / MARKER, marker)
+    (local / PLAN).unlink(missing_ok=True)
+    (local / PROGRESS).unlink(missing_ok=True)
     shutil.rmtree(local / PARTIAL_DIR, ignore_errors=True)
 
 
@@ -382,6 +601,27 @@ def _run(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         raise FetchError(f"{Path(argv[0]).name} {argv[1]} exited {done.returncode}: {tail}")
     return done.stdout
+
+
+def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    # Output to files, not pipes: nobody reads a pipe while the weights download.
+    return subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=tempfile.TemporaryFile(),
+        stderr=tempfile.TemporaryFile(),
+    )
+
+
+def _wait(client: subprocess.Popen) -> None:
+    if client.wait() != 0:
+        client.stderr.seek(0)
+        client.stdout.seek(0)
+        text = (client.stderr.read() or client.stdout.read()).decode(errors="replace")
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        argv = client.args
+        raise FetchError(f"{Path(argv[0]).name} {argv[1]} exited {client.returncode}: {tail}")
 
 
 FETCHERS = {"huggingface": fetch_huggingface, "modelscope": fetch_modelscope}
@@ -402,16 +642,18 @@ def fetch(spec: dict[str, Any]) -> dict[str, Any]:
     if str(spec.get("check")).lower() == "true":
         return {"changed": True, "id": spec["id"]}
     fetcher = fetch_cache if spec["source"] != "hub" else FETCHERS[spec["hub"]]
-    commit, files, received = fetcher(spec)
-    recorded = verify(spec, files)
-    write_marker(spec, commit, recorded)
+    digests: dict[str, Any] = {}
+    fetched = fetcher(spec, digests)
+    recorded = verify(spec, fetched.files, digests)
+    write_marker(spec, fetched.commit, recorded)
     return {
         "changed": True,
         "id": spec["id"],
-        "commit": commit,
+        "commit": fetched.commit,
         "files": len(recorded),
         "bytes": sum(entry["size"] for entry in recorded),
-        "received_bytes": received,
+        "received_bytes": fetched.received,
+        "streamed_bytes": fetched.streamed,
         "source": spec["source"],
     }
 
