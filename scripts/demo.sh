@@ -10,6 +10,12 @@ source .venv/bin/activate
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/cli/aiprov/data/containers.conf}
 
 bash scripts/sandbox-mirror.sh up
+# A hub token as a fleet behind a gated hub would set: the models role hands it
+# to the hub client on stdin; the scan at the end proves it went nowhere else.
+HF_TOKEN=hf_sandbox_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export HF_TOKEN
+# This demo's runs alone, so the scan reads what these runs left.
+export AIPROV_RUNS_DIR=${AIPROV_RUNS_DIR:-$HOME/.local/state/aiprov/demo-runs/$(date +%Y%m%d-%H%M%S)}
 aiprov sandbox up --hosts "${AIPROV_SANDBOX_HOSTS:-1}" --os debian12 --services
 aiprov validate -i inventories/sandbox
 aiprov bootstrap -i inventories/sandbox
@@ -20,4 +26,8 @@ aiprov sandbox status
 echo "== what the sandbox serves"
 for host in $(seq 1 "${AIPROV_SANDBOX_HOSTS:-1}"); do
   python scripts/sandbox_smoke.py "aiprov-sandbox-$host"
+done
+echo "== secret hygiene: the API key and the hub token outside their 0600 files"
+for host in $(seq 1 "${AIPROV_SANDBOX_HOSTS:-1}"); do
+  python scripts/sandbox_secret_scan.py "aiprov-sandbox-$host"
 done
