@@ -100,8 +100,8 @@ def test_status_keeps_to_its_prefix(monkeypatch):
 def test_cli_passes_ssh(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_up(count, os_name, inventory_dir, ssh=False):
-        seen.update(count=count, ssh=ssh)
+    def fake_up(count, os_name, inventory_dir, ssh=False, services=False):
+        seen.update(count=count, ssh=ssh, services=services)
         return []
 
     monkeypatch.setattr(sandbox, "up", fake_up)
@@ -109,7 +109,10 @@ def test_cli_passes_ssh(monkeypatch, tmp_path):
         main, ["sandbox", "up", "--hosts", "2", "--ssh", "--inventory", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
-    assert seen == {"count": 2, "ssh": True}
+    assert seen == {"count": 2, "ssh": True, "services": False}
+    result = CliRunner().invoke(main, ["sandbox", "up", "--services", "--inventory", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert seen == {"count": 1, "ssh": False, "services": True}
 
 
 @pytest.mark.sandbox
