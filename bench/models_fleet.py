@@ -1,26 +1,30 @@
 """Fleet cache benchmark: every host downloading from the hub against aiprov's fleet cache.
 
 Prints figures; it is not a timed test. Four sandbox hosts (podman containers
-with systemd, Debian 12), a generated model of --size-mb (random bytes as
-safetensors in a git-lfs repository) served by a real Olah mirror with nginx
-in front (tests/fixtures/hub_mirror.sh), and the upstream link, from the mirror
-to the hosts, shaped with tc to --rate-mbit (HTB on the podman bridge,
-matching the mirror's port only: traffic between the hosts is not shaped).
+with systemd, Debian 12), a generated model of --size-mb in --shards files
+(random bytes as safetensors shards with their index, in a git-lfs repository,
+as real large models are) served by a real Olah mirror with nginx in front
+(tests/fixtures/hub_mirror.sh), and the upstream link, from the mirror to the
+hosts, shaped with tc to --rate-mbit (HTB on the podman bridge, matching the
+mirror's port only: traffic between the hosts is not shaped).
 
   setup      `aiprov models pull` once with a tiny model: packages, the hub
              client, the cache's rsync daemon (not timed)
   per-host   every host downloads the model from the mirror at once, with the
              models role's helper, as the guides do on each server
-  cache      the models role's order: the cache host downloads once, then the
-             other hosts copy it over the LAN from its rsync daemon
+  cache      the cache host downloads once, then the other hosts copy it over
+             the LAN from its rsync daemon (the role's order before streaming)
+  streaming  the cache host downloads once while the other hosts follow it,
+             copying each shard from its rsync daemon as soon as it is complete
+             (the role's order now)
   aiprov     `aiprov models pull` with models_cache_host, all of it (Ansible's
-             own time included)
+             own time included; it streams)
 
 The physical limit is one download at the link rate: model bytes / rate. The
 target: the whole fleet within 1.2x that limit.
 
-    python bench/models_fleet.py                      # 4 hosts, 300 MB, 100 Mbit/s
-    python bench/models_fleet.py --size-mb 100 --rate-mbit 50 --keep
+    python bench/models_fleet.py                      # 4 hosts, 300 MB in 6, 100 Mbit/s
+    python bench/models_fleet.py --size-mb 100 --shards 2 --rate-mbit 50 --keep
 """
 
 from __future__ import annotations
@@ -80,18 +84,28 @@ def start_hosts(count: int) -> list[str]:
     return names
 
 
-def make_model(hub: Path, size_mb: int) -> int:
-    """A safetensors file of random bytes, committed through git-lfs."""
+def make_model(hub: Path, size_mb: int, shards: int) -> int:
+    """Safetensors shards of random bytes and their index, committed through git-lfs.
+
+    Returns the bytes of every file the hosts download."""
     repo = hub / "repos" / "models" / REPO
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
-    size = size_mb * 1_000_000
-    header = json.dumps({"weights": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}})
-    header += " " * (-len(header) % 8)
-    with (repo / "model.safetensors").open("wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header.encode())
-        for _ in range(size_mb):
-            f.write(os.urandom(1_000_000))
+    weight_map = {}
+    for number in range(1, shards + 1):
+        name = f"model-{number:05d}-of-{shards:05d}.safetensors"
+        mb = size_mb // shards + (1 if number <= size_mb % shards else 0)
+        size = mb * 1_000_000
+        tensor = f"layers.{number}.weight"
+        header = json.dumps({tensor: {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}})
+        header += " " * (-len(header) % 8)
+        with (repo / name).open("wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header.encode())
+            for _ in range(mb):
+                f.write(os.urandom(1_000_000))
+        weight_map[tensor] = name
+    index = {"metadata": {"total_size": size_mb * 1_000_000}, "weight_map": weight_map}
+    (repo / "model.safetensors.index.json").write_text(json.dumps(index, indent=1) + "\n")
     (repo / "config.json").write_text('{"model_type": "bench"}\n')
     (repo / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
     git = ["git", "-C", str(repo)]
@@ -99,7 +113,7 @@ def make_model(hub: Path, size_mb: int) -> int:
     sh(*git, "lfs", "install", "--local", capture_output=True)
     sh(*git, "add", "-A")
     sh(*git, "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "-m", "x")
-    return (repo / "model.safetensors").stat().st_size + (repo / "config.json").stat().st_size
+    return sum(f.stat().st_size for f in repo.iterdir() if f.is_file())
 
 
 def shape(port: int, rate_mbit: int) -> None:
@@ -181,6 +195,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--size-mb", type=int, default=300)
+    parser.add_argument("--shards", type=int, default=6, help="Weight files (default 6).")
     parser.add_argument("--rate-mbit", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="Leave the hosts running.")
     args = parser.parse_args()
@@ -191,7 +206,7 @@ def main() -> int:
     hosts = start_hosts(args.hosts)
     try:
         sh("bash", str(MIRROR), "build", str(hub))
-        model_bytes = make_model(hub, args.size_mb)
+        model_bytes = make_model(hub, args.size_mb, args.shards)
         sh("bash", str(MIRROR), "start", str(hub), gw, str(OLAH_PORT))
         sh("bash", str(MIRROR), "front", str(hub), gw, str(OLAH_PORT + 1), str(OLAH_PORT), "0")
         sh("bash", str(MIRROR), "pypi", str(hub), gw, str(OLAH_PORT + 2), "huggingface_hub==2.4.0")
@@ -225,19 +240,48 @@ def main() -> int:
         print(f"cache: {cached:.1f} s", flush=True)
 
         clear(hosts)
+        follow = spec(gw, source) | {"follow": True, "follow_timeout": 120}
+        start = time.monotonic()
+
+        def finished(host: str, spec: dict, python: str) -> tuple[dict, float]:
+            return helper(host, spec, python), time.monotonic() - start
+
+        with ThreadPoolExecutor(len(hosts)) as pool:
+            hub_download = pool.submit(finished, hosts[0], spec(gw, "hub"), python)
+            copies = [pool.submit(finished, h, follow, "/usr/bin/python3") for h in hosts[1:]]
+            cache_done = hub_download.result()[1]
+            followers = [copy.result() for copy in copies]
+        streaming = time.monotonic() - start
+        print(
+            f"streaming: {streaming:.1f} s; the cache host finished at {cache_done:.1f} s,"
+            f" its followers at {', '.join(f'{done:.1f}' for _, done in followers)} s, having"
+            f" copied {', '.join(str(r['streamed_bytes']) for r, _ in followers)} bytes"
+            " before the cache host's marker",
+            flush=True,
+        )
+
+        clear(hosts)
         write_inventory(inventory, hosts, gw, hosts[0], ["tiny", "bench"])
         whole = pull(inventory)
 
         print()
-        print(f"hosts {len(hosts)}, model {model_bytes / 1e6:.0f} MB, link {args.rate_mbit} Mbit/s")
+        print(
+            f"hosts {len(hosts)}, model {model_bytes / 1e6:.0f} MB in {args.shards} shards,"
+            f" link {args.rate_mbit} Mbit/s"
+        )
         print(f"physical limit (one download at the link rate): {limit:.1f} s")
-        print(f"{'mode':<34}{'seconds':>9}{'x limit':>9}")
+        print(f"{'mode':<40}{'seconds':>9}{'x limit':>9}")
         for name, seconds in (
             ("per-host downloads (the guides)", per_host),
-            ("fleet cache (helper, role's order)", cached),
+            ("fleet cache, copies after the download", cached),
+            ("fleet cache, streaming (helper)", streaming),
             ("aiprov models pull, fleet cache", whole),
         ):
-            print(f"{name:<34}{seconds:>9.1f}{seconds / limit:>9.2f}")
+            print(f"{name:<40}{seconds:>9.1f}{seconds / limit:>9.2f}")
+        print(
+            f"streaming: the cache host's own download {cache_done:.1f} s"
+            f" ({cache_done / limit:.2f}x), the last follower {streaming - cache_done:.1f} s later"
+        )
     finally:
         unshape()
         subprocess.run(["bash", str(MIRROR), "stop", str(hub)], check=False)
