@@ -380,3 +380,61 @@ def test_progress_counts_every_byte_under_the_model(tmp_path):
     (tmp_path / "config.json").write_bytes(b"x" * 30)
     (tmp_path / mf.PROGRESS).write_text('{"bytes_on_disk": 1}')
     assert mf.bytes_on_disk(tmp_path) == 730
+
+
+def test_a_client_alongside_the_download_reports_its_failure():
+    client = mf.Background(["sh", "-c", "echo hub said no >&2; exit 3"], {"PATH": "/usr/bin:/bin"})
+    with pytest.raises(mf.FetchError, match="sh -c exited 3: hub said no"):
+        client.wait()
+
+
+def test_hub_download_plans_then_places_each_verified_file(tmp_path, monkeypatch):
+    weights = {
+        "model-00001-of-00002.safetensors": b"a" * 3000,
+        "model-00002-of-00002.safetensors": b"b" * 2000,
+    }
+    small = {"config.json": b"{}"}
+    listing = [
+        {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+        for p, d in weights.items()
+    ] + [{"path": p, "size": len(d), "sha256": None} for p, d in small.items()]
+    s = spec(tmp_path, hub="huggingface", id="sharded")
+    local = Path(s["local_dir"])
+    monkeypatch.setattr(mf, "hf_metadata", lambda s: ("c0ffee", listing))
+    plans = []
+
+    def download(s, commit, entry):
+        plans.append(json.loads((local / mf.PLAN).read_text()))
+        mf.partial_path(s, entry).parent.mkdir(parents=True, exist_ok=True)
+        mf.partial_path(s, entry).write_bytes(weights[entry["path"]])
+        return entry["size"]
+
+    class SmallFiles:
+        def __init__(self, argv, env):
+            for path in argv[3 : argv.index("--revision")]:
+                (local / path).write_bytes(small[path])
+
+        def wait(self):
+            pass
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(mf, "hf_fetch_resumable", download)
+    monkeypatch.setattr(mf, "Background", SmallFiles)
+    result = mf.fetch(s)
+    assert result["changed"] and result["files"] == 3 and result["commit"] == "c0ffee"
+    # Followers knew the whole plan before the first byte.
+    assert plans[0]["commit"] == "c0ffee" and len(plans[0]["files"]) == 3
+    assert all((local / p).read_bytes() == d for p, d in (weights | small).items())
+    assert not (local / mf.PLAN).exists() and not (local / mf.PARTIAL_DIR).exists()
+
+    # A file that does not match the hub's sha256 never reaches its final path.
+    weights["model-00002-of-00002.safetensors"] = b"x" * 2000
+    s2 = spec(tmp_path, hub="huggingface", id="sharded", local_dir=str(tmp_path / "other"))
+    local = Path(s2["local_dir"])
+    with pytest.raises(mf.FetchError, match=r"model-00002-of-00002\.safetensors: sha256 differs"):
+        mf.fetch(s2)
+    assert (local / "model-00001-of-00002.safetensors").exists()
+    assert not (local / "model-00002-of-00002.safetensors").exists()
+    assert not mf.partial_path(s2, listing[1]).exists()

@@ -39,11 +39,13 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
 MARKER = ".aiprov-model.json"
-# Written by a hub download before its first byte, removed with the marker's arrival.
+# For hosts following a hub download through the fleet cache: what it is about to
+# put in place, and how far it is. Both go when the marker is written.
 PLAN = ".aiprov-plan.json"
 PROGRESS = ".aiprov-progress.json"
 # Partial hub downloads live here until verified; kept across runs to resume.
@@ -234,10 +236,13 @@ def hf_environment(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def hf_fetch_resumable(
-    spec: dict[str, Any], commit: str, entry: dict[str, Any], digests: dict[str, Any]
-) -> int:
-    """Download one large file with huggingface_hub's own HTTP getter, resuming.
+def partial_path(spec: dict[str, Any], entry: dict[str, Any]) -> Path:
+    return Path(spec["local_dir"]) / PARTIAL_DIR / (entry["path"] + ".part")
+
+
+def hf_fetch_resumable(spec: dict[str, Any], commit: str, entry: dict[str, Any]) -> int:
+    """Download one large file with huggingface_hub's own HTTP getter, resuming,
+    into its partial file (place_verified() puts it in place).
 
     `hf download` names partial files per process and deletes them when it
     fails, so a cut 60 GB shard would start over. Here the partial file has a
@@ -248,8 +253,7 @@ def hf_fetch_resumable(
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
-    local = Path(spec["local_dir"])
-    partial = local / PARTIAL_DIR / (entry["path"] + ".part")
+    partial = partial_path(spec, entry)
     partial.parent.mkdir(parents=True, exist_ok=True)
     partial.touch()
     url = hf_hub_url(
@@ -265,19 +269,23 @@ def hf_fetch_resumable(
                 headers=build_hf_headers(),
                 expected_size=entry["size"],
             )
-    received = entry["size"] - resume
+    return entry["size"] - resume
+
+
+def place_verified(spec: dict[str, Any], entry: dict[str, Any], digests: dict[str, Any]) -> None:
+    """Check a downloaded file's sha256 and only then move it to its final path,
+    where hosts following this download through the fleet cache copy it."""
+    partial = partial_path(spec, entry)
     digest = sha256_of(partial)
     if digest != entry["sha256"]:
         partial.unlink()
         raise FetchError(
             f"{entry['path']}: sha256 differs from the hub's; removed, re-run to fetch it again"
         )
-    # Complete and verified: only now at its final path, where followers copy it.
-    target = local / entry["path"]
+    target = Path(spec["local_dir"]) / entry["path"]
     target.parent.mkdir(parents=True, exist_ok=True)
     partial.replace(target)
     remember_digest(target, digest, digests)
-    return received
 
 
 def fetch_huggingface(spec: dict[str, Any], digests: dict[str, Any]) -> Fetched:
@@ -286,20 +294,28 @@ def fetch_huggingface(spec: dict[str, Any], digests: dict[str, Any]) -> Fetched:
     write_plan(spec, commit, files)
     local = Path(spec["local_dir"])
     # The small files' `hf download` starts first and runs alongside the weights:
-    # its start-up (seconds of imports) then costs no time on the link.
+    # its start-up (imports, a second or more) then costs no time on the link.
     small = [entry["path"] for entry in files if not entry["sha256"]]
-    client = _start(hf_command(spec, commit, small), hf_environment(spec)) if small else None
+    client = Background(hf_command(spec, commit, small), hf_environment(spec)) if small else None
     received = sum(entry["size"] for entry in files if not entry["sha256"])
-    with progress_beacon(local):
+    # Each file is hashed and placed while the next one downloads: the link does not wait.
+    with progress_beacon(local), ThreadPoolExecutor(max_workers=1) as placer:
         try:
+            placed = []
             for entry in files:
                 target = local / entry["path"]
                 complete = target.is_file() and target.stat().st_size == entry["size"]
                 if entry["sha256"] and not complete:
-                    received += hf_fetch_resumable(spec, commit, entry, digests)
-        finally:
+                    received += hf_fetch_resumable(spec, commit, entry)
+                    placed.append(placer.submit(place_verified, spec, entry, digests))
+            for placing in placed:
+                placing.result()
+        except BaseException:
             if client:
-                _wait(client)
+                client.stop()
+            raise
+        if client:
+            client.wait()
     return Fetched(commit, files, received)
 
 
@@ -603,25 +619,30 @@ def _run(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
     return done.stdout
 
 
-def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-    # Output to files, not pipes: nobody reads a pipe while the weights download.
-    return subprocess.Popen(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=tempfile.TemporaryFile(),
-        stderr=tempfile.TemporaryFile(),
-    )
+class Background:
+    """A client running alongside the download. Its output goes to a file: nobody
+    reads a pipe meanwhile."""
 
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        self.argv = argv
+        self.output = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop() or wait())
+        self.process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=self.output, stderr=subprocess.STDOUT
+        )
 
-def _wait(client: subprocess.Popen) -> None:
-    if client.wait() != 0:
-        client.stderr.seek(0)
-        client.stdout.seek(0)
-        text = (client.stderr.read() or client.stdout.read()).decode(errors="replace")
-        tail = " | ".join(text.strip().splitlines()[-3:])
-        argv = client.args
-        raise FetchError(f"{Path(argv[0]).name} {argv[1]} exited {client.returncode}: {tail}")
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.output.close()
+
+    def wait(self) -> None:
+        code = self.process.wait()
+        self.output.seek(0)
+        text = self.output.read().decode(errors="replace")
+        self.output.close()
+        if code != 0:
+            tail = " | ".join(text.strip().splitlines()[-3:])
+            raise FetchError(f"{Path(self.argv[0]).name} {self.argv[1]} exited {code}: {tail}")
 
 
 FETCHERS = {"huggingface": fetch_huggingface, "modelscope": fetch_modelscope}
