@@ -64,3 +64,10 @@ def test_systemd_quoting_keeps_json_and_specifiers(plugin):
     # systemd unquotes like a POSIX shell for these characters once % and $ are undone.
     assert shlex.split(line.replace("%%", "%").replace("$$", "$")) == words
     assert plugin.systemd_quote(["K=$V"], exec_line=False) == '"K=$V"'
+
+
+def test_probe_host_is_loopback_for_wildcard_listen_addresses(plugin):
+    assert plugin.probe_host({"port": 8000}, "0.0.0.0") == "127.0.0.1"
+    assert plugin.probe_host({"host": "::"}, "10.0.0.5") == "127.0.0.1"
+    assert plugin.probe_host({"host": "10.0.0.7"}, "0.0.0.0") == "10.0.0.7"
+    assert plugin.probe_host({}, "10.0.0.5") == "10.0.0.5"

@@ -78,10 +78,18 @@ def systemd_quote(argv: list[str], exec_line: bool = True) -> str:
     return " ".join(quoted)
 
 
+def probe_host(service: dict[str, Any], default_host: str) -> str:
+    """Where the role reaches a service on its own host: loopback for a
+    wildcard listen address, else the address it listens on."""
+    host = service.get("host", default_host)
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 class FilterModule:
     def filters(self):
         return {
             "vllm_service_model_path": model_path,
             "vllm_service_argv": service_argv,
             "vllm_service_systemd_quote": systemd_quote,
+            "vllm_service_probe_host": probe_host,
         }
