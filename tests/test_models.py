@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,25 @@ def test_hf_command_and_environment(tmp_path, monkeypatch):
     assert env["HF_ENDPOINT"] == "https://hf-mirror.com"
     assert env["HF_HUB_DISABLE_UPDATE_CHECK"] == "1"
     assert not any("hf_secret" in arg for arg in argv)
+
+
+def test_hub_timeout_reaches_the_real_hf_library(tmp_path, monkeypatch):
+    for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
+        monkeypatch.setenv(name, "1")  # restored after the test
+    s = spec(tmp_path, hub="huggingface", hub_timeout=75)
+    mf.set_hub_timeouts(s)
+    read = (
+        "import huggingface_hub.constants as c;"
+        "print(c.HF_HUB_ETAG_TIMEOUT, c.HF_HUB_DOWNLOAD_TIMEOUT)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", read],
+        env=mf.hf_environment(s),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == ["75", "75"]
 
 
 def test_rsync_command_resumes_in_place(tmp_path):

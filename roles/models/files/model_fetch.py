@@ -7,7 +7,7 @@ from the fleet cache. Reads a JSON spec on stdin and prints one JSON line:
 {"changed": bool, ...} or {"failed": true, "error": "..."} (exit 1).
 
 Spec: id, hub (huggingface|modelscope), repo, revision, allow_patterns,
-ignore_patterns, local_dir, endpoint, source ("hub" or the fleet cache's
+ignore_patterns, local_dir, endpoint, hub_timeout (seconds), source ("hub" or the fleet cache's
 rsync://HOST:PORT/ID/ URL), tools_bin, reserve_bytes, bwlimit_kib, check, token,
 follow (copy from the cache while its host downloads), follow_timeout (seconds).
 A token comes in the spec (stdin, so never on a command line) or from the
@@ -656,6 +656,14 @@ def take_token(spec: dict[str, Any]) -> None:
         os.environ[TOKEN_ENV[spec["hub"]]] = token
 
 
+def set_hub_timeouts(spec: dict[str, Any]) -> None:
+    """The hf library reads its timeouts once, at import (imports here are
+    lazy), and the clients started from here inherit this environment."""
+    seconds = str(spec.get("hub_timeout") or 60)
+    os.environ["HF_HUB_ETAG_TIMEOUT"] = seconds
+    os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = seconds
+
+
 def fetch(spec: dict[str, Any]) -> dict[str, Any]:
     local = Path(spec["local_dir"])
     if is_complete(spec, read_marker(local)):
@@ -682,6 +690,7 @@ def fetch(spec: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     spec = json.load(sys.stdin)
     take_token(spec)
+    set_hub_timeouts(spec)
     try:
         result = fetch(spec)
     except FetchError as error:
