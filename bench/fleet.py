@@ -88,6 +88,35 @@ def controller_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def hosts_cpu(names: list[str]) -> float:
+    """CPU seconds the sandbox hosts have used (their cgroups: the modules,
+    sshd, systemd), read from cgroup v1's cpuacct or v2's cpu.stat."""
+    total = 0.0
+    for name in names:
+        path = subprocess.run(
+            ["podman", "inspect", "--format", "{{.State.CgroupPath}}", name],
+            capture_output=True,
+            text=True,
+            env=sandbox.podman_env(),
+            check=True,
+        ).stdout.strip()
+        v1 = Path("/sys/fs/cgroup/cpuacct") / path.lstrip("/") / "cpuacct.usage"
+        v2 = Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.stat"
+        if v1.exists():
+            total += int(v1.read_text()) / 1e9
+        elif v2.exists():
+            usage = dict(line.split() for line in v2.read_text().splitlines())
+            total += int(usage["usage_usec"]) / 1e6
+    return total
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process: ansible-runner's side, which reads every
+    event ansible-playbook emits."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bootstrap(inventory_dir: Path, args: argparse.Namespace, settings: dict, runs: Path) -> dict:
     """One `aiprov bootstrap` run through the same runner the CLI uses.
 
@@ -103,8 +132,9 @@ def bootstrap(inventory_dir: Path, args: argparse.Namespace, settings: dict, run
         extra_vars=list(args.extra_vars),
         forks=settings["forks"],
     )
+    names = [h.name for h in sandbox.status(PREFIX)]
     load_before = load_average()
-    cpu_before = controller_cpu()
+    cpu_before, own_before, hosts_before = controller_cpu(), own_cpu(), hosts_cpu(names)
     started = time.monotonic()
     try:
         result = runner.run(options, run_dir=runs / f"{time.time_ns()}")
@@ -121,6 +151,8 @@ def bootstrap(inventory_dir: Path, args: argparse.Namespace, settings: dict, run
         "tasks_per_host": max(tasks, default=0),
         "s_per_task_host": round(wall / max(sum(tasks), 1), 3),
         "controller_cpu_s": round(cpu, 1),
+        "runner_cpu_s": round(own_cpu() - own_before, 1),
+        "hosts_cpu_s": round(hosts_cpu(names) - hosts_before, 1),
         "load": [load_before, load_average()],
         "failures": [f"{f.host}: {f.task}: {f.message}"[:300] for f in result.state.failures],
     }
@@ -169,7 +201,8 @@ def report(label: str, count: int, run: dict) -> None:
         f"{count:>2} host(s) {label:<15} {run['wall_s']:>7.1f} s  rc={run['rc']} "
         f"changed={run['changed']:<3} tasks/host={run['tasks_per_host']:<3} "
         f"s/task/host={run['s_per_task_host']:.3f}  "
-        f"controller CPU {run.get('controller_cpu_s', 0):.1f} s  "
+        f"CPU: controller {run.get('controller_cpu_s', 0):.1f} s, "
+        f"runner {run.get('runner_cpu_s', 0):.1f} s, hosts {run.get('hosts_cpu_s', 0):.1f} s  "
         f"load {run['load'][0]:.1f}->{run['load'][1]:.1f}",
         flush=True,
     )
@@ -181,27 +214,34 @@ _COLUMNS = ("plain", "piped", "smart", "cached")
 
 
 def summary(results: list[dict]) -> str:
-    """A Markdown table: wall times, growth per extra host, cost per task per host."""
+    """A Markdown table: wall times (the median of the samples), the growth per
+    extra host, and where the CPU of a smart re-run went."""
     one = next((r for r in results if r["hosts"] == 1), None)
     lines = [
         "| hosts | first run (s) | re-run plain (s) | re-run piped (s) | re-run smart (s) "
         "| re-run cached (s) | smart: per extra host (s) | smart: per extra host / 1-host "
-        "| smart: s per task per host | tasks per host | smart: controller CPU (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tasks per host | smart CPU: controller / runner / hosts (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         growth = ratio = "-"
         if one and r["hosts"] > 1:
-            extra = (r["smart"]["wall_s"] - one["smart"]["wall_s"]) / (r["hosts"] - 1)
+            extra = (median(r["smart"]) - median(one["smart"])) / (r["hosts"] - 1)
             growth = f"{extra:.2f}"
-            ratio = f"{extra / one['smart']['wall_s']:.2f}"
-        walls = " | ".join(f"{r[p]['wall_s']:.1f}" if p in r else "-" for p in _COLUMNS)
+            ratio = f"{extra / median(one['smart']):.2f}"
+        walls = " | ".join(f"{median(r[p]):.1f}" if p in r else "-" for p in _COLUMNS)
+        cpu = " / ".join(
+            str(r["smart"].get(k, "-")) for k in ("controller_cpu_s", "runner_cpu_s", "hosts_cpu_s")
+        )
         lines.append(
             f"| {r['hosts']} | {r['first']['wall_s']:.1f} | {walls} | {growth} | {ratio} "
-            f"| {r['smart']['s_per_task_host']:.3f} | {r['smart']['tasks_per_host']} "
-            f"| {r['smart'].get('controller_cpu_s', '-')} |"
+            f"| {r['smart']['tasks_per_host']} | {cpu} |"
         )
     return "\n".join(lines)
+
+
+def median(run: dict) -> float:
+    return run.get("median_wall_s", run["wall_s"])
 
 
 def plot(results: list[dict], path: Path, title: str) -> None:
