@@ -32,12 +32,21 @@ if [[ -z "$mirror" ]]; then
 fi
 
 root=$(mktemp -d /var/tmp/aiprov-rootfs.XXXXXX)
-trap 'rm -rf "$root"' EXIT
-echo "debootstrap $suite from $mirror into $root"
-debootstrap --variant=minbase \
-  --components=main,contrib,non-free,non-free-firmware \
-  --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,openssh-server \
-  "$suite" "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; exit 1; }
+trap 'rm -rf "$root" "$root.log"' EXIT
+# Three tries: a lookup or a download that fails once must not fail a build.
+for try in 1 2 3; do
+  echo "debootstrap $suite from $mirror into $root (try $try)"
+  if debootstrap --variant=minbase \
+    --components=main,contrib,non-free,non-free-firmware \
+    --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,openssh-server \
+    "$suite" "$root" "$mirror" >"$root.log" 2>&1; then
+    break
+  fi
+  tail -n 30 "$root.log" >&2
+  ((try < 3)) || exit 1
+  rm -rf "$root" && mkdir "$root"
+  sleep 10
+done
 rm -f "$root.log"
 
 # apt sources for the image: the same mirror, with security updates.
@@ -47,6 +56,11 @@ cat >"$root/etc/apt/sources.list" <<SOURCES
 deb $mirror $suite $components
 deb $mirror $suite-updates $components
 SOURCES
+
+# Test hosts download many packages over one link: let apt ride out a short
+# outage (its own default gives up after three quick retries). The base role
+# writes its own setting (80aiprov-retries) on top.
+echo 'Acquire::Retries "10";' >"$root/etc/apt/apt.conf.d/79aiprov-test-retries"
 
 # A container boots with an empty machine-id and without the units that need
 # real hardware or a console.
