@@ -93,12 +93,8 @@ def hosts_cpu(names: list[str]) -> float:
     sshd, systemd), read from cgroup v1's cpuacct or v2's cpu.stat."""
     total = 0.0
     for name in names:
-        path = subprocess.run(
-            ["podman", "inspect", "--format", "{{.State.CgroupPath}}", name],
-            capture_output=True,
-            text=True,
-            env=sandbox.podman_env(),
-            check=True,
+        path = sandbox.run_podman(
+            "inspect", "--format", "{{.State.CgroupPath}}", name
         ).stdout.strip()
         v1 = Path("/sys/fs/cgroup/cpuacct") / path.lstrip("/") / "cpuacct.usage"
         v2 = Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.stat"

@@ -21,7 +21,7 @@ from aiprov import runner, sandbox
 
 
 def in_host(host: str, *command: str, stdin: str | None = None) -> str:
-    return sandbox._podman("exec", "-i", host, *command, check=False, stdin=stdin).stdout
+    return sandbox.run_podman("exec", "-i", host, *command, check=False, stdin=stdin).stdout
 
 
 def files_with(host: str, paths: list[str], secrets: dict[str, str]) -> str:

@@ -71,7 +71,7 @@ def aiprov(inventory, *args, env=None, runs=None):
 
 
 def in_host(name, *command, check=True):
-    return sandbox._podman("exec", name, *command, check=check)
+    return sandbox.run_podman("exec", name, *command, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_host_lost_mid_run_others_finish_and_next_run_converges(fleet, tmp_path)
         assert run.poll() is None and time.monotonic() < deadline, "the run never reached the host"
         time.sleep(0.1)
     # Power cut: the whole container dies at once, sshd and its sessions with it.
-    sandbox._podman("kill", lost)
+    sandbox.run_podman("kill", lost)
     output, _ = run.communicate(timeout=300)
 
     assert run.returncode == 3, output
@@ -136,7 +136,7 @@ def test_host_lost_mid_run_others_finish_and_next_run_converges(fleet, tmp_path)
 def test_package_lock_held_waits_then_fails_clearly_and_corrupts_nothing(fleet):
     inventory_dir, (host, _) = fleet
     in_host(host, "rm", "-f", LOCK_HOLDER_PID)
-    sandbox._podman("exec", "-d", host, "python3", "-c", LOCK_HOLDER)
+    sandbox.run_podman("exec", "-d", host, "python3", "-c", LOCK_HOLDER)
     deadline = time.monotonic() + 30
     while in_host(host, "test", "-s", LOCK_HOLDER_PID, check=False).returncode != 0:
         assert time.monotonic() < deadline, "the lock holder did not start"
@@ -171,7 +171,7 @@ def test_user_files_survive_every_role_with_a_backup_when_changed(fleet):
     """The user's files replace what the roles wrote before: the roles must merge again."""
     inventory_dir, (host, _) = fleet
     for path, content in USER_FILES.items():
-        sandbox._podman(
+        sandbox.run_podman(
             "exec", "-i", host, "sh", "-c", f"mkdir -p {Path(path).parent} && cat >{path}",
             stdin=content,
         )  # fmt: skip

@@ -62,7 +62,7 @@ def test_enable_ssh_records_host_keys(state, monkeypatch):
         calls.append((args, stdin))
         return subprocess.CompletedProcess(args, 0, f"ssh-ed25519 KEY-{args[2]} root@h\n", "")
 
-    monkeypatch.setattr(sandbox, "_podman", fake_podman)
+    monkeypatch.setattr(sandbox, "run_podman", fake_podman)
     monkeypatch.setattr(sandbox, "_wait_for_port", lambda name, address, port: None)
     hosts = [
         sandbox.SandboxHost("f-1", "running", "img", "10.0.0.1"),
@@ -92,7 +92,7 @@ def test_status_keeps_to_its_prefix(monkeypatch):
     def fake_podman(*args, check=True, stdin=None):
         return subprocess.CompletedProcess(args, 0, json.dumps(listing), "")
 
-    monkeypatch.setattr(sandbox, "_podman", fake_podman)
+    monkeypatch.setattr(sandbox, "run_podman", fake_podman)
     assert [h.name for h in sandbox.status()] == ["aiprov-sandbox-1"]
     assert [h.name for h in sandbox.status("aiprov-mol-fleet")] == ["aiprov-mol-fleet-1"]
 

@@ -55,9 +55,10 @@ def podman_env() -> dict[str, str]:
     return env
 
 
-def _podman(
+def run_podman(
     *args: str, check: bool = True, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """`podman ARGS` with aiprov's podman settings (also for the test and bench scripts)."""
     try:
         result = subprocess.run(
             ["podman", *args],
@@ -128,9 +129,9 @@ def up(
     for name in names:
         if name in existing:
             if existing[name].state != "running":
-                _podman("start", name)
+                run_podman("start", name)
             continue
-        _podman(
+        run_podman(
             "run", "--detach", "--name", name, "--hostname", name,
             "--label", f"{LABEL}=1", "--systemd", "always",
             # vLLM's engine queues live in /dev/shm (podman's default: 64 MiB).
@@ -149,7 +150,7 @@ def up(
 
 def gateway() -> str:
     """The podman bridge's gateway: this machine as the sandbox hosts see it."""
-    result = _podman("network", "inspect", "podman")
+    result = run_podman("network", "inspect", "podman")
     return json.loads(result.stdout)[0]["subnets"][0]["gateway"]
 
 
@@ -200,12 +201,12 @@ def down(prefix: str = DEFAULT_PREFIX) -> list[str]:
     """Remove every sandbox host whose name starts with `prefix`."""
     names = [host.name for host in status(prefix)]
     if names:
-        _podman("rm", "--force", "--time", "5", *names)
+        run_podman("rm", "--force", "--time", "5", *names)
     return names
 
 
 def status(prefix: str = DEFAULT_PREFIX) -> list[SandboxHost]:
-    result = _podman("ps", "--all", "--filter", f"label={LABEL}", "--format", "json")
+    result = run_podman("ps", "--all", "--filter", f"label={LABEL}", "--format", "json")
     hosts = []
     for entry in json.loads(result.stdout or "[]"):
         name = entry["Names"][0]
@@ -213,7 +214,7 @@ def status(prefix: str = DEFAULT_PREFIX) -> list[SandboxHost]:
             continue
         address = ""
         if entry.get("State") == "running":
-            inspect = _podman(
+            inspect = run_podman(
                 "inspect", "--format", "{{.NetworkSettings.IPAddress}}", name, check=False
             )
             address = inspect.stdout.strip()
@@ -298,7 +299,7 @@ def enable_ssh(hosts: list[SandboxHost], prefix: str = DEFAULT_PREFIX) -> Path:
     for host in hosts:
         if not host.address:
             raise SandboxError(f"{host.name} has no address (state: {host.state})")
-        result = _podman(
+        result = run_podman(
             "exec", "-i", host.name, "sh", "-c", _ENABLE_SSH, stdin=public_key, check=False
         )
         if result.returncode != 0:
