@@ -3,6 +3,8 @@
 # index and model hub) and a sandbox host, bootstrap it with aiprov, run it
 # again to show nothing changes, and ask its model services one question each.
 #   AIPROV_SANDBOX_HOSTS=2   more hosts (each runs the whole CPU profile)
+#   AIPROV_SANDBOX_INVENTORY=DIR   write and use this inventory (default
+#                            inventories/sandbox; the tests use a copy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,12 +17,23 @@ bash scripts/sandbox-mirror.sh up
 HF_TOKEN=hf_sandbox_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export HF_TOKEN
 # This demo's runs alone, so the scan reads what these runs left.
+inventory=${AIPROV_SANDBOX_INVENTORY:-inventories/sandbox}
 export AIPROV_RUNS_DIR=${AIPROV_RUNS_DIR:-$HOME/.local/state/aiprov/demo-runs/$(date +%Y%m%d-%H%M%S)}
-aiprov sandbox up --hosts "${AIPROV_SANDBOX_HOSTS:-1}" --os debian12 --services
-aiprov validate -i inventories/sandbox
-aiprov bootstrap -i inventories/sandbox
+aiprov sandbox up --hosts "${AIPROV_SANDBOX_HOSTS:-1}" --os debian12 --services --inventory "$inventory"
+aiprov validate -i "$inventory"
+aiprov bootstrap -i "$inventory"
 echo "== second run: expect changed=0 everywhere"
-aiprov bootstrap -i inventories/sandbox
+aiprov bootstrap -i "$inventory"
+python - "$AIPROV_RUNS_DIR" <<'PY'
+import json, pathlib, sys
+run = sorted(pathlib.Path(sys.argv[1]).glob("*-bootstrap"))[-1]
+for path in run.glob("artifacts/*/job_events/*.json"):
+    event = json.loads(path.read_text())
+    if event["event"] == "playbook_on_stats":
+        changed = {host: n for host, n in event["event_data"]["changed"].items() if n}
+        sys.exit(f"the second run changed something: {changed}" if changed else 0)
+sys.exit(f"{run}: no recap")
+PY
 echo "== the sandbox hosts"
 aiprov sandbox status
 echo "== what the sandbox serves"
