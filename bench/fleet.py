@@ -130,7 +130,8 @@ def bootstrap(inventory_dir: Path, args: argparse.Namespace, settings: dict, run
     )
     names = [h.name for h in sandbox.status(PREFIX)]
     load_before = load_average()
-    cpu_before, own_before, hosts_before = controller_cpu(), own_cpu(), hosts_cpu(names)
+    hosts_before = hosts_cpu(names)  # its podman calls are not the controller's
+    cpu_before, own_before = controller_cpu(), own_cpu()
     started = time.monotonic()
     try:
         result = runner.run(options, run_dir=runs / f"{time.time_ns()}")
