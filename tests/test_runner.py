@@ -1,5 +1,7 @@
 """RunState follows ansible-runner events; extra vars never reach argv or disk."""
 
+from pathlib import Path
+
 import pytest
 
 from aiprov import runner
@@ -107,3 +109,9 @@ def test_diffs_are_kept_for_the_recap():
     )
     state.handle(event("runner_on_ok", host="h", task="Quiet", res={"changed": True}))
     assert state.changes == [runner.Change("h", "Write x", rendered)]
+
+
+def test_mitogen_strategy_plugin_is_where_ansible_is_told_to_look():
+    env = runner._mitogen_environment()
+    plugin = Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / f"{env['ANSIBLE_STRATEGY']}.py"
+    assert plugin.is_file(), plugin

@@ -68,6 +68,10 @@ def _ansible_options(func):
             "-f", "--forks", type=click.IntRange(1, 500), help="Hosts worked on in parallel."
         ),
         click.option("-v", "--verbose", count=True, help="More Ansible output in run artifacts."),
+        click.option(
+            "--mitogen/--no-mitogen", default=True, show_default=True,
+            help="Run tasks through Mitogen over SSH: one Python per host and run, not per task.",
+        ),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -79,6 +83,7 @@ def _run_playbook(playbook: str, title: str, **opts) -> None:
         inventory=opts["inventory"], playbook=playbook, limit=opts["limit"], tags=opts["tags"],
         skip_tags=opts["skip_tags"], check=opts["check"], diff=opts["diff"],
         extra_vars=list(opts["extra_vars"]), forks=opts["forks"], verbosity=opts["verbose"],
+        mitogen=opts["mitogen"],
     )  # fmt: skip
     if not Path(options.inventory).exists():
         raise InputError(
