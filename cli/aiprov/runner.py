@@ -285,7 +285,7 @@ def _mitogen_environment() -> dict[str, str]:
 
     Over SSH it keeps one Python interpreter per host for the whole run instead
     of starting one per task: a converged host then spends about a fifth of the
-    CPU it did, and each extra host costs the run less (docs/fleet-bench.md).
+    CPU it did (docs/fleet-bench.md, run 5).
     Connections Mitogen does not handle (the sandbox's podman) run as before.
     """
     strategies = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
