@@ -5,6 +5,7 @@ filter may only say "settled" where ini_file in check mode reports no change.
 Each case runs the real module (check mode, on this machine) for every key.
 """
 
+import base64
 import importlib.util
 import json
 import os
@@ -54,11 +55,16 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def pending():
+def filters():
     spec = importlib.util.spec_from_file_location("python_env_filters", PLUGIN)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.python_env_ini_pending
+    return module
+
+
+@pytest.fixture(scope="module")
+def pending(filters):
+    return filters.python_env_ini_pending
 
 
 def ini_file_changes(path, keys) -> list[bool]:
@@ -98,3 +104,32 @@ def test_settled_only_where_ini_file_changes_nothing(pending, tmp_path, name):
 def test_a_settled_file_needs_no_module_run(pending):
     assert pending(SETTLED, KEYS) == []
     assert pending(SETTLED.replace("timeout = 60", "timeout = 15"), KEYS) == [KEYS[1]]
+
+
+def stat(exists: bool, mode: str = "0644", owner: str = "root") -> dict:
+    """One item of the role's stat loop, as ansible.builtin.stat registers it."""
+    if not exists:
+        return {"stat": {"exists": False}}
+    return {"stat": {"exists": True, "mode": mode, "pw_name": owner, "gr_name": owner}}
+
+
+def test_only_files_with_pending_keys_get_a_write(filters):
+    files = [
+        {"path": "/etc/pip.conf", "keys": KEYS[:3]},
+        {"path": "/etc/uv/uv.toml", "keys": KEYS[3:]},
+    ]
+    reads = [
+        {"content": base64.b64encode(SETTLED.encode()).decode()},
+        {"skipped": True},
+    ]
+    changes = filters.python_env_ini_changes(files, [stat(True), stat(False)], reads)
+    # pip.conf is settled; uv.toml is missing, so all its keys are pending.
+    assert changes == [{"path": "/etc/uv/uv.toml", "exists": False, "pending": KEYS[3:]}]
+
+
+def test_a_file_not_owned_by_root_gets_every_key(filters):
+    files = [{"path": "/etc/pip.conf", "keys": KEYS[:3]}]
+    reads = [{"content": base64.b64encode(SETTLED.encode()).decode()}]
+    for wrong in (stat(True, mode="0600"), stat(True, owner="pip")):
+        changes = filters.python_env_ini_changes(files, [wrong], reads)
+        assert changes == [{"path": "/etc/pip.conf", "exists": True, "pending": KEYS[:3]}]

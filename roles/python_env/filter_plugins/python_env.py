@@ -10,9 +10,11 @@ then decides, so the worst case is one needless (idempotent) module run.
 
 from __future__ import annotations
 
+import base64
 import re
 
 _SECTION_END = "["
+_ROOT_0644 = ("0644", "root", "root")
 
 
 def _option_line(option: str, active_only: bool) -> re.Pattern[str]:
@@ -53,6 +55,27 @@ def python_env_ini_pending(content: str, keys: list[dict]) -> list[dict]:
     return [key for key in keys if not _settled(lines, key)]
 
 
+def python_env_ini_changes(files: list[dict], stats: list[dict], reads: list[dict]) -> list[dict]:
+    """The role's INI files that need a write, each with its pending keys.
+
+    `files` are {path, keys}; `stats` and `reads` the stat and slurp loop
+    results over them, in the same order. A file that is missing or not
+    root's 0644 gets all its keys (ini_file also sets the owner and mode).
+    """
+    changes = []
+    for file, stat_result, read_result in zip(files, stats, reads, strict=True):
+        stat = stat_result["stat"]
+        owned = stat["exists"] and (stat["mode"], stat["pw_name"], stat["gr_name"]) == _ROOT_0644
+        content = base64.b64decode(read_result["content"]).decode() if owned else ""
+        pending = python_env_ini_pending(content, file["keys"]) if owned else list(file["keys"])
+        if pending:
+            changes.append({"path": file["path"], "exists": stat["exists"], "pending": pending})
+    return changes
+
+
 class FilterModule:
     def filters(self):
-        return {"python_env_ini_pending": python_env_ini_pending}
+        return {
+            "python_env_ini_pending": python_env_ini_pending,
+            "python_env_ini_changes": python_env_ini_changes,
+        }
