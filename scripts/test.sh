@@ -13,8 +13,8 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/cli/aiprov/data/containers.conf}
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 
 echo "== ruff"
-ruff check cli tests bench scripts
-ruff format --check cli tests bench scripts
+ruff check cli tests bench scripts roles
+ruff format --check cli tests bench scripts roles
 
 echo "== ansible-lint (production profile)"
 ansible-lint --profile production playbooks roles molecule

@@ -126,7 +126,10 @@ def credentials_for(model: dict[str, Any], api_key: str) -> dict[str, str]:
     """
     kind = model["type"]
     if kind not in MODEL_TYPES:
-        raise DifyError(f"model {model.get('name')!r}: type must be one of {', '.join(MODEL_TYPES)}, not {kind!r}")
+        raise DifyError(
+            f"model {model.get('name')!r}: type must be one of "
+            f"{', '.join(MODEL_TYPES)}, not {kind!r}"
+        )
     context = str(int(model.get("context_size") or 4096))
     creds = {"endpoint_url": str(model["endpoint_url"]), "context_size": context}
     if api_key:
@@ -162,7 +165,13 @@ class Console:
                 return cookie.value
         return None
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, str] | None = None):
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ):
         url = self.api + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method)
@@ -199,20 +208,31 @@ class Console:
     def login(self, email: str, password: str) -> None:
         # The console decodes the password field from base64 (controllers/console/wraps.py).
         encoded = base64.b64encode(password.encode()).decode()
-        answer = self.call("POST", "/login", {"email": email, "password": encoded, "remember_me": True})
+        answer = self.call(
+            "POST", "/login", {"email": email, "password": encoded, "remember_me": True}
+        )
         if answer.get("result") != "success":
             raise DifyError(f"login as {email} failed: {answer.get('data') or answer}")
 
     def providers(self) -> list[str]:
-        return [item.get("provider") for item in self.call("GET", "/workspaces/current/model-providers").get("data", [])]
+        return [
+            item.get("provider")
+            for item in self.call("GET", "/workspaces/current/model-providers").get("data", [])
+        ]
 
     def _credentials_path(self, provider: str) -> str:
         return f"/workspaces/current/model-providers/{provider}/models/credentials"
 
     def model_credential(self, provider: str, model: str, model_type: str) -> dict[str, Any]:
-        return self.call("GET", self._credentials_path(provider), query={"model": model, "model_type": model_type})
+        return self.call(
+            "GET",
+            self._credentials_path(provider),
+            query={"model": model, "model_type": model_type},
+        )
 
-    def create_model_credential(self, provider: str, model: str, model_type: str, creds: dict, name: str) -> None:
+    def create_model_credential(
+        self, provider: str, model: str, model_type: str, creds: dict, name: str
+    ) -> None:
         body = {"model": model, "model_type": model_type, "credentials": creds, "name": name}
         self.call("POST", self._credentials_path(provider), body)
 
@@ -230,13 +250,18 @@ class Console:
 
 
 def sync(
-    console: Console, provider: str, models: list[dict[str, Any]], api_key: str, check_mode: bool = False
+    console: Console,
+    provider: str,
+    models: list[dict[str, Any]],
+    api_key: str,
+    check_mode: bool = False,
 ) -> list[dict[str, str]]:
     """Make Dify's credentials match `models`; return what was done per model."""
     if provider not in console.providers():
         raise DifyError(
             f"provider {provider} is not installed in this workspace: install the "
-            "OpenAI-API-compatible plugin (Dify console > Plugins, or the marketplace package) first"
+            "OpenAI-API-compatible plugin (Dify console > Plugins, or the marketplace "
+            "package) first"
         )
     results = []
     for model in models:
@@ -249,7 +274,9 @@ def sync(
         elif credential_id:
             action = "updated"
             if not check_mode:
-                console.update_model_credential(provider, model["name"], model["type"], credential_id, creds, name)
+                console.update_model_credential(
+                    provider, model["name"], model["type"], credential_id, creds, name
+                )
         else:
             action = "created"
             if not check_mode:
@@ -281,7 +308,9 @@ def main() -> None:
         if module.check_mode and console.call("GET", "/setup").get("step") != "finished":
             # Nothing to log in with before the setup: everything would be created.
             module.exit_json(changed=True, admin_created=True, models=[])
-        created_admin = console.ensure_admin(params["admin_email"], params["admin_name"], params["admin_password"])
+        created_admin = console.ensure_admin(
+            params["admin_email"], params["admin_name"], params["admin_password"]
+        )
         console.login(params["admin_email"], params["admin_password"])
         results = sync(console, params["provider"], models, params["api_key"], module.check_mode)
     except DifyError as error:

@@ -33,7 +33,9 @@ def _section_lines(lines: list[str], section: str | None) -> list[str]:
     for start, line in enumerate(lines):
         if header.match(line):
             rest = lines[start + 1 :]
-            end = next((i for i, item in enumerate(rest) if item.startswith(_SECTION_END)), len(rest))
+            end = next(
+                (i for i, item in enumerate(rest) if item.startswith(_SECTION_END)), len(rest)
+            )
             return rest[:end]
     return []
 
