@@ -77,7 +77,4 @@ def python_env_ini_changes(files: list[dict], stats: list[dict], reads: list[dic
 
 class FilterModule:
     def filters(self):
-        return {
-            "python_env_ini_pending": python_env_ini_pending,
-            "python_env_ini_changes": python_env_ini_changes,
-        }
+        return {"python_env_ini_changes": python_env_ini_changes}
