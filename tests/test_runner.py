@@ -115,3 +115,26 @@ def test_mitogen_strategy_plugin_is_where_ansible_is_told_to_look():
     env = runner._mitogen_environment()
     plugin = Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / f"{env['ANSIBLE_STRATEGY']}.py"
     assert plugin.is_file(), plugin
+
+
+def test_each_finished_task_is_recorded_with_its_role_and_duration(monkeypatch):
+    clock = iter([100.0, 100.0, 103.5, 104.0, 104.0, 110.0])
+    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    state = runner.RunState()
+    state.handle(event("playbook_on_play_start", play="Base system"))
+    state.handle(event("runner_on_start", host="a", role="base", task="Install packages"))
+    assert state.hosts["a"].task == "base : Install packages"
+    assert state.hosts["a"].task_started == 100.0
+    state.handle(event("runner_on_ok", host="a", role="base", task="Install packages", res={}))
+    assert state.hosts["a"].task_started is None
+    state.handle(event("runner_on_ok", host="b", task="Gathering Facts", res={"changed": True}))
+    state.handle(event("runner_on_start", host="a", task="Check"))
+    state.handle(
+        event("runner_on_failed", host="a", task="Check", ignore_errors=True, res={"msg": "no"})
+    )
+    assert state.plays == ["Base system"]
+    assert state.results == [
+        runner.TaskResult("a", "base : Install packages", "ok", 3.5),
+        runner.TaskResult("b", "Gathering Facts", "changed", 0.0),
+        runner.TaskResult("a", "Check", "ignored", 6.0, "no"),
+    ]

@@ -46,6 +46,7 @@ class HostProgress:
     ignored: int = 0
     started: float | None = None
     finished: float | None = None
+    task_started: float | None = None  # None between tasks
     reboot_required: bool = False
 
     @property
@@ -63,6 +64,17 @@ class HostProgress:
         if self.finished is not None:
             return "done"
         return "running" if self.started is not None else "waiting"
+
+
+@dataclass
+class TaskResult:
+    """One task finished on one host."""
+
+    host: str
+    task: str
+    status: str  # ok, changed, failed, ignored, unreachable or skipped
+    duration: float  # seconds since the host started the task
+    message: str = ""
 
 
 @dataclass
@@ -89,6 +101,8 @@ class RunState:
     hosts: dict[str, HostProgress] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    results: list[TaskResult] = field(default_factory=list)
+    plays: list[str] = field(default_factory=list)  # every play started, in order
     play: str = ""
     task: str = ""
     stats_seen: bool = False
@@ -105,11 +119,13 @@ class RunState:
         now = time.monotonic()
         if kind == "playbook_on_play_start":
             self.play = data.get("play", "")
+            self.plays.append(self.play)
         elif kind == "playbook_on_task_start":
-            self.task = data.get("task", "")
+            self.task = _task_name(data)
         elif kind == "runner_on_start":
             host = self.host(data.get("host", "?"))
-            host.task = data.get("task", "")
+            host.task = _task_name(data)
+            host.task_started = now
             if host.started is None:
                 host.started = now
         elif kind in _RESULT_EVENTS:
@@ -122,25 +138,32 @@ class RunState:
         host = self.host(data.get("host", "?"))
         if host.started is None:
             host.started = now
+        task = _task_name(data)
+        duration = now - host.task_started if host.task_started is not None else 0.0
+        host.task_started = None
         res = data.get("res", {}) or {}
         if isinstance(res, dict) and res.get("ansible_facts", {}).get("aiprov_reboot_required"):
             host.reboot_required = True
+        message = ""
         if kind == "runner_on_ok":
             host.ok += 1
             host.changed += 1 if res.get("changed") else 0
+            status = "changed" if res.get("changed") else "ok"
         elif kind == "runner_on_skipped":
             host.skipped += 1
+            status = "skipped"
+        elif kind == "runner_on_failed" and data.get("ignore_errors"):
+            host.ignored += 1
+            status, message = "ignored", _message(res)
         elif kind == "runner_on_failed":
-            if data.get("ignore_errors"):
-                host.ignored += 1
-                return
             host.failed += 1
-            self.failures.append(Failure(host.name, data.get("task", ""), _message(res)))
-        elif kind == "runner_on_unreachable":
+            status, message = "failed", _message(res)
+            self.failures.append(Failure(host.name, task, message))
+        else:  # runner_on_unreachable
             host.unreachable += 1
-            self.failures.append(
-                Failure(host.name, data.get("task", ""), _message(res), unreachable=True)
-            )
+            status, message = "unreachable", _message(res)
+            self.failures.append(Failure(host.name, task, message, unreachable=True))
+        self.results.append(TaskResult(host.name, task, status, duration, message))
 
     def _diff(self, event: dict[str, Any], data: dict[str, Any]) -> None:
         res = data.get("res") or {}
@@ -149,9 +172,7 @@ class RunState:
             or any(isinstance(item, dict) and item.get("diff") for item in res.get("results", []))
         )
         if has_diff and res.get("changed") and event.get("stdout"):
-            self.changes.append(
-                Change(data.get("host", "?"), data.get("task", ""), event["stdout"])
-            )
+            self.changes.append(Change(data.get("host", "?"), _task_name(data), event["stdout"]))
 
     def _stats(self, data: dict[str, Any], now: float) -> None:
         """The play recap is the authority on counts."""
@@ -162,6 +183,7 @@ class RunState:
         for host in self.hosts.values():
             host.finished = host.finished or now
             host.task = ""
+            host.task_started = None
 
     def exit_code(self) -> int:
         if any(h.unreachable for h in self.hosts.values()):
@@ -181,6 +203,13 @@ _STATS_KEYS = {
     "rescued": "rescued",
     "ignored": "ignored",
 }
+
+
+def _task_name(data: dict[str, Any]) -> str:
+    """A task as Ansible names it in its output: "role : task" inside a role."""
+    task = data.get("task") or ""
+    role = data.get("role")
+    return f"{role} : {task}" if role and task else task
 
 
 def _message(res: Any) -> str:
