@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,16 +21,25 @@ import ansible_mitogen
 import ansible_runner
 import yaml
 
-from aiprov import paths
+from aiprov import inventory, paths  # inventory: before Ansible's settings are read
 from aiprov.problems import InputError, Problem
 
-# Exit codes, as ansible-playbook's where they overlap.
+# aiprov's exit codes, the same for every command (README.md, `aiprov --help`).
 EXIT_OK = 0
-EXIT_ERROR = 1
+EXIT_ERROR = 1  # this machine could not do it: podman, a local file, Ansible before any host
 EXIT_HOST_FAILED = 2
 EXIT_HOST_UNREACHABLE = 3
-EXIT_BAD_INPUT = 4
-EXIT_CANCELLED = 130
+EXIT_BAD_INPUT = 4  # bad input or usage: refused before anything was touched
+EXIT_CANCELLED = 130  # Ctrl-C
+
+# ansible-playbook's own exit status, when it stopped before its play recap:
+# 4 is its parser error, 5 a bad option, 99 Ctrl-C; anything else is an error.
+_ANSIBLE_EXIT = {2: EXIT_HOST_FAILED, 4: EXIT_BAD_INPUT, 5: EXIT_BAD_INPUT, 99: EXIT_CANCELLED}
+
+
+def ansible_exit_code(rc: int | None) -> int:
+    """ansible-playbook's exit status (no play recap came) in aiprov's scheme."""
+    return _ANSIBLE_EXIT.get(rc, EXIT_ERROR)
 
 
 @dataclass
@@ -265,8 +274,7 @@ def parse_extra_vars(items: list[str]) -> tuple[dict[str, Any], list[str]]:
     for item in items:
         if item.startswith("@"):
             path = Path(item[1:]).expanduser()
-            if not path.is_file():
-                raise InputError([Problem(str(path), "(extra vars)", "no such file")])
+            _check_vars_file(path)
             files.append(str(path.resolve()))
         elif item.lstrip().startswith("{"):
             try:
@@ -278,10 +286,88 @@ def parse_extra_vars(items: list[str]) -> tuple[dict[str, Any], list[str]]:
             inline.update(value)
         else:
             key, sep, value = item.partition("=")
-            if not sep or not key.strip():
+            if not sep or not key.strip().isidentifier():
                 raise InputError([Problem("-e", item[:40], "expected KEY=VALUE or @FILE")])
             inline[key.strip()] = value
     return inline, files
+
+
+def _check_vars_file(path: Path) -> None:
+    """An -e @FILE must hold a mapping, as ansible-playbook will read it.
+
+    A Vault-encrypted file is passed on unread: only Ansible has its password.
+    """
+    from ansible.errors import AnsibleError
+    from ansible.parsing.dataloader import DataLoader
+
+    def bad(message: str) -> InputError:
+        return InputError([Problem(str(path), "(extra vars)", message)])
+
+    if not path.exists():
+        raise bad("no such file")
+    if not path.is_file():
+        raise bad("not a file")
+    try:
+        if path.read_bytes().startswith(b"$ANSIBLE_VAULT;"):
+            return
+        data = DataLoader().load_from_file(str(path))
+    except OSError as error:
+        raise bad(error.strerror or str(error)) from None
+    except AnsibleError as error:
+        raise bad(" ".join(str(error.message).split())) from None
+    if not isinstance(data, Mapping):
+        raise bad(f"expected a mapping of variables, the file holds {_kind(data)}")
+
+
+def _kind(data: Any) -> str:
+    if data is None:
+        return "nothing"
+    if isinstance(data, str):
+        return "a string"
+    return "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+
+
+def check(options: RunOptions) -> None:
+    """Refuse a run's bad input before anything runs; raises InputError.
+
+    The inventory is loaded with Ansible's machinery (never contacting a host),
+    --limit must match one of its hosts, and -e must be KEY=VALUE, a mapping or
+    an @FILE holding one.
+    """
+    if options.forks is not None and options.forks < 1:
+        raise InputError([Problem("--forks", str(options.forks), "must be at least 1")])
+    parse_extra_vars(options.extra_vars)
+    inventory.load(options.inventory)
+    if options.limit:
+        limit_hosts(options.inventory, options.limit)
+
+
+def limit_hosts(inventory_path: str, limit: str) -> list[str]:
+    """The hosts that --limit selects, by Ansible's own pattern rules; InputError if none."""
+    from unittest import mock
+
+    from ansible import constants
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    sources = [str(paths.families_inventory()), str(Path(inventory_path).resolve())]
+    # ansible-playbook warns about each part of the pattern that matches nothing;
+    # here only "nothing at all" matters, and it is said once below.
+    mismatch = "error" if constants.HOST_PATTERN_MISMATCH == "error" else "ignore"
+    try:
+        with mock.patch.object(constants, "HOST_PATTERN_MISMATCH", mismatch):
+            manager = InventoryManager(loader=DataLoader(), sources=sources)
+            manager.subset(limit)
+            hosts = [host.name for host in manager.get_hosts()]
+    except AnsibleError as error:
+        problem = inventory._explain(error, inventory_path)
+        raise InputError([Problem(problem.file, "--limit", problem.message)]) from None
+    if not hosts:
+        raise InputError(
+            [Problem(inventory_path, "--limit", f"'{limit}' matches no host of the inventory")]
+        )
+    return hosts
 
 
 def _environment() -> dict[str, str]:
@@ -381,7 +467,7 @@ def run(
     elif state.stats_seen:
         rc = state.exit_code()
     else:
-        rc = runner.rc if runner.rc not in (0, None) else EXIT_ERROR
+        rc = ansible_exit_code(runner.rc)
     return RunResult(
         rc=rc, state=state, artifacts=run_dir / "artifacts" / "run", status=runner.status
     )
