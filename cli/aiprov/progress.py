@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from aiprov.plan import SAFE_FRACTION, GpuPlan, HostPlan
 from aiprov.problems import Problem
-from aiprov.runner import RunResult, RunState
+from aiprov.runner import RunResult, RunState, TaskResult
 
 if TYPE_CHECKING:  # doctor loads Ansible's inventory code: only when it runs
     from aiprov.doctor import HostReport
@@ -59,24 +62,142 @@ def _count(value: int, style: str) -> Text:
     return Text(str(value), style=style if value else "")
 
 
-class LiveProgress:
-    """A live per-host table, redrawn on each event."""
+def _is_log(console: Console) -> bool:
+    """Output nobody watches being redrawn: a file, a pipe, a CI log, a dumb terminal.
 
-    def __init__(self, console: Console, title: str):
+    rich's Live draws nothing there until the end, and a console without a
+    terminal is 80 columns wide.
+    """
+    return not console.is_interactive
+
+
+def _print_whole(console: Console, table: Table) -> None:
+    """A table at its natural width in a log, where there is no right edge to cut it at."""
+    if _is_log(console):
+        table.width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        console.print(table, crop=False)
+    else:
+        console.print(table)
+
+
+_RESULT_STYLE = {
+    "ok": "green",
+    "changed": "yellow",
+    "failed": "bold red",
+    "ignored": "red",
+    "unreachable": "bold magenta",
+    "skipped": "cyan",
+}
+HEARTBEAT_S = 30.0
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _result_line(result: TaskResult) -> Text:
+    """One finished task: `changed     host1  base : Install packages (3.2s)`."""
+    line = Text.assemble(
+        (f"{result.status:<11}", _RESULT_STYLE.get(result.status, "")),
+        f" {result.host}  {result.task} ({result.duration:.1f}s)",
+    )
+    if result.message:
+        line.append(" — " + " ".join(result.message.split()))
+    return line
+
+
+class LiveProgress:
+    """Progress while the playbook runs.
+
+    On a terminal: a live per-host table, redrawn on each event. In a log: one
+    line per play and per finished task and host, and a heartbeat line naming
+    what still runs when nothing was printed for `heartbeat` seconds.
+    """
+
+    def __init__(self, console: Console, title: str, heartbeat: float = HEARTBEAT_S):
         self.console = console
         self.title = title
-        self._live = Live(console=console, refresh_per_second=4, transient=True)
+        self.heartbeat = heartbeat
+        drawn = not _is_log(console)
+        self._live = Live(console=console, refresh_per_second=4, transient=True) if drawn else None
+        self._lock = threading.Lock()  # the heartbeat prints from its own thread
+        self._stop = threading.Event()
+        self._beats = threading.Thread(target=self._beat, name="aiprov-heartbeat", daemon=True)
+        self._begun = self._last_line = time.monotonic()
+        self._plays_shown = self._results_shown = 0
+        self._running: list[tuple[str, str, float]] = []  # (host, task, task started)
+        self._task = ""
 
     def __enter__(self) -> LiveProgress:
-        self._live.__enter__()
+        self._begun = self._last_line = time.monotonic()
+        if self._live:
+            self._live.__enter__()
+        else:
+            self._beats.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.__exit__(*exc)
+        if self._live:
+            self._live.__exit__(*exc)
+        else:
+            self._stop.set()
+            self._beats.join()
 
     def update(self, state: RunState) -> None:
+        if self._live:
+            self._draw(self._live, state)
+        else:
+            self._log(state)
+
+    def _draw(self, live: Live, state: RunState) -> None:
         header = Text(f"{state.play} > {state.task}" if state.play else "starting…", style="bold")
-        self._live.update(Group(header, _host_table(state, self.title, live=True)))
+        live.update(Group(header, _host_table(state, self.title, live=True)))
+
+    def _log(self, state: RunState) -> None:
+        with self._lock:
+            for play in state.plays[self._plays_shown :]:
+                self._line(Text(f"PLAY {play}", style="bold"))
+            for result in state.results[self._results_shown :]:
+                self._line(_result_line(result))
+            self._plays_shown, self._results_shown = len(state.plays), len(state.results)
+            self._running = [
+                (h.name, h.task, h.task_started)
+                for h in state.hosts.values()
+                if h.task_started is not None
+            ]
+            self._task = state.task
+
+    def _line(self, text: Text) -> None:
+        now = time.monotonic()
+        stamp = f"{self.console.get_datetime():%H:%M:%S} +{_elapsed(now - self._begun)} "
+        self.console.print(Text(stamp, style="dim") + text, soft_wrap=True, highlight=False)
+        self._last_line = now
+
+    def _beat(self) -> None:
+        while not self._stop.wait(max(0.0, self._last_line + self.heartbeat - time.monotonic())):
+            with self._lock:
+                if time.monotonic() - self._last_line >= self.heartbeat:
+                    self._line(self._still_running())
+
+    def _still_running(self) -> Text:
+        """`… still running: base : Install packages (41s) on host1, host2`"""
+        now = time.monotonic()
+        tasks: dict[str, list[tuple[str, float]]] = {}
+        for host, task, started in self._running:
+            tasks.setdefault(task, []).append((host, now - started))
+        running = [
+            f"{task} ({max(s for _, s in hosts):.0f}s) on {_some(sorted(h for h, _ in hosts))}"
+            for task, hosts in tasks.items()
+        ]
+        waiting = self._task or "Ansible to start"
+        return Text("… still running: " + ("; ".join(running) or f"waiting for {waiting}"))
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def recap(console: Console, result: RunResult) -> None:
@@ -86,7 +207,7 @@ def recap(console: Console, result: RunResult) -> None:
         console.rule(f"{change.host} · {change.task}", style="yellow")
         console.print(Text(change.text), soft_wrap=True)
     if state.hosts:
-        console.print(_host_table(state, "Recap", live=False))
+        _print_whole(console, _host_table(state, "Recap", live=False))
     for failure in state.failures:
         kind = "UNREACHABLE" if failure.unreachable else "FAILED"
         console.print(
@@ -94,15 +215,17 @@ def recap(console: Console, result: RunResult) -> None:
                 (f"{kind} ", "bold red"),
                 (failure.host, "bold"),
                 f" · {failure.task}\n    {failure.message}",
-            )
+            ),
+            soft_wrap=True,
         )
     rebooting = [h.name for h in state.hosts.values() if h.reboot_required]
     if rebooting:
         console.print(
             f"[yellow]reboot required:[/] {', '.join(sorted(rebooting))} "
-            "(the driver install waits until these hosts are rebooted)"
+            "(the driver install waits until these hosts are rebooted)",
+            soft_wrap=True,
         )
-    console.print(f"run artifacts: {result.artifacts}")
+    console.print(Text(f"run artifacts: {result.artifacts}"), soft_wrap=True)
 
 
 def problems(console: Console, found: Iterable[Problem]) -> None:
