@@ -280,7 +280,7 @@ def parse_extra_vars(items: list[str]) -> tuple[dict[str, Any], list[str]]:
             try:
                 value = yaml.safe_load(item)
             except yaml.YAMLError as error:
-                raise InputError([Problem("-e", item[:40], f"invalid YAML: {error}")]) from None
+                raise InputError([Problem("-e", item[:40], _yaml_problem(error))]) from None
             if not isinstance(value, dict):
                 raise InputError([Problem("-e", item[:40], "expected a mapping")])
             inline.update(value)
@@ -290,6 +290,13 @@ def parse_extra_vars(items: list[str]) -> tuple[dict[str, Any], list[str]]:
                 raise InputError([Problem("-e", item[:40], "expected KEY=VALUE or @FILE")])
             inline[key.strip()] = value
     return inline, files
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: what is wrong and where."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"invalid YAML: {problem}" + (f" (column {mark.column + 1})" if mark else "")
 
 
 def _check_vars_file(path: Path) -> None:
