@@ -10,12 +10,18 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from aiprov import __version__, profiles, progress, runner, sandbox
 from aiprov.problems import InputError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+def _error(message: str) -> None:
+    """One line on stderr, `aiprov: message`; the message is never read as markup."""
+    err_console.print(Text.assemble(("aiprov: ", "red"), message), soft_wrap=True)
 
 
 def _friendly_errors(func):
@@ -28,14 +34,49 @@ def _friendly_errors(func):
         except InputError as error:
             progress.problems(err_console, error.problems)
             sys.exit(runner.EXIT_BAD_INPUT)
-        except (sandbox.SandboxError, profiles.ProfileError) as error:
-            err_console.print(f"[red]aiprov:[/] {error}", soft_wrap=True)
+        except profiles.ProfileError as error:
+            _error(str(error))
+            sys.exit(runner.EXIT_BAD_INPUT)
+        except BrokenPipeError:
+            raise  # `aiprov plan | head`: click quiets it
+        except (sandbox.SandboxError, OSError) as error:
+            _error(str(error))
             sys.exit(runner.EXIT_ERROR)
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# click >= 8.2 raises it for a group called without a subcommand.
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _Group(click.Group):
+    """aiprov's exit codes for what click itself catches, for every subcommand:
+    a usage error is one line and exit 4, Ctrl-C is exit 130; no traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NoArgsIsHelp as error:  # `aiprov models`: click prints the help
+            error.show()
+            sys.exit(runner.EXIT_BAD_INPUT)
+        except click.UsageError as error:
+            path = error.ctx.command_path if error.ctx else "aiprov"
+            hint = f" (see '{path} --help')"
+            err_console.print(Text(f"{path}: {error.format_message()}{hint}"), soft_wrap=True)
+            sys.exit(runner.EXIT_BAD_INPUT)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            err_console.print("[yellow]cancelled[/] (Ctrl-C)")
+            sys.exit(runner.EXIT_CANCELLED)
+        sys.exit(rv if isinstance(rv, int) else runner.EXIT_OK)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="aiprov")
 def main() -> None:
     """Provision on-prem GPU inference servers: driver, CUDA, mirrors, models, vLLM, FunASR.
@@ -45,6 +86,15 @@ def main() -> None:
       aiprov init fleet --profile l20-8x
       aiprov validate -i fleet
       aiprov bootstrap -i fleet
+
+    \b
+    Exit codes, the same for every command:
+      0    ok
+      1    this machine could not do it (podman, a local file, Ansible itself)
+      2    a host failed
+      3    a host was unreachable
+      4    bad input or usage: refused before anything was touched
+      130  cancelled with Ctrl-C
     """
 
 
@@ -85,10 +135,7 @@ def _run_playbook(playbook: str, title: str, **opts) -> None:
         extra_vars=list(opts["extra_vars"]), forks=opts["forks"], verbosity=opts["verbose"],
         mitogen=opts["mitogen"],
     )  # fmt: skip
-    if not Path(options.inventory).exists():
-        raise InputError(
-            [runner.Problem(options.inventory, "(inventory)", "no such file or directory")]
-        )
+    runner.check(options)
     interrupted = {"flag": False}
 
     def on_sigint(signum, frame):
@@ -202,6 +249,17 @@ def validate_command(inventory: str, strict: bool) -> None:
     console.print(f"[green]ok[/]: {len(loaded.hosts)} host(s), no errors in {inventory}")
 
 
+def _output_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """-o must name a file in a directory that exists: checked before any work."""
+    if value is None:
+        return None
+    if value.is_dir():
+        raise click.BadParameter(f"{value} is a directory, not a file")
+    if not value.parent.is_dir():
+        raise click.BadParameter(f"no such directory: {value.parent}")
+    return value
+
+
 @main.command("plan")
 @click.option(
     "-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."
@@ -212,8 +270,9 @@ def validate_command(inventory: str, strict: bool) -> None:
     show_default=True, help="Terminal table and bars, JSON data, or an SVG picture.",
 )  # fmt: skip
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Write to FILE instead of stdout."
-)
+    "-o", "--output", type=click.Path(path_type=Path), callback=_output_file,
+    help="Write to FILE instead of stdout.",
+)  # fmt: skip
 @click.option(
     "--models-dir", multiple=True, type=click.Path(path_type=Path),
     help="Where model files are (DIR/<id>/config.json); else the built-in catalog. Repeatable.",
@@ -281,7 +340,7 @@ def doctor_command(inventory: str, limit: str | None, as_json: bool) -> None:
     CUDA toolkit, and what is missing against the inventory. Changes nothing.
 
     Exits 0 when every host matches, 2 when something is missing, 3 when a host
-    could not be asked. The JSON schema is in docs/gpu.md.
+    could not be asked, 4 on bad input. The JSON schema is in docs/gpu.md.
 
     \b
     Example:

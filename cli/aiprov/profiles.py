@@ -9,7 +9,7 @@ from aiprov import paths
 
 
 class ProfileError(Exception):
-    pass
+    """A profile that does not exist or a target it may not be written to (exit 4)."""
 
 
 def names() -> list[str]:
@@ -21,6 +21,8 @@ def init(target: Path, profile: str, force: bool = False) -> list[Path]:
     if profile not in names():
         raise ProfileError(f"unknown profile '{profile}' (choose from {', '.join(names())})")
     source = paths.profiles_dir() / profile
+    if target.exists() and not target.is_dir():
+        raise ProfileError(f"{target} exists and is not a directory")
     if target.exists() and any(target.iterdir()) and not force:
         raise ProfileError(f"{target} is not empty (use --force to overwrite its files)")
     shutil.copytree(source, target, dirs_exist_ok=True)
