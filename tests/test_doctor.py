@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from aiprov import doctor, runner
+from aiprov import doctor, inventory, paths, runner
 from aiprov.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
@@ -53,12 +53,35 @@ def test_real_h200_probe_parses():
     }
 
 
+def _holds(document, captured) -> bool:
+    """Every key of `captured` is in `document` with the same value; keys may be added."""
+    if isinstance(captured, dict):
+        return isinstance(document, dict) and all(
+            key in document and _holds(document[key], value) for key, value in captured.items()
+        )
+    if isinstance(captured, list):
+        return (
+            isinstance(document, list)
+            and len(document) == len(captured)
+            and all(_holds(d, c) for d, c in zip(document, captured, strict=True))
+        )
+    return document == captured and type(document) is type(captured)
+
+
 def test_real_h200_json_is_stable():
-    """The JSON document is a documented interface: same input, same document."""
+    """The JSON document is a documented interface: same input, same document.
+
+    The fixture was captured before keys were added (expected.gpu_family,
+    expected.gpu); keys are only ever added, so it must still hold.
+    """
     report = doctor.check("gpu-host", _probe(), {}, doctor.role_defaults())
-    expected = json.loads((FIXTURES / f"{H200}.doctor.json").read_text())
-    assert doctor.to_json([report]) == expected
-    assert expected["schema"] == doctor.SCHEMA
+    captured = json.loads((FIXTURES / f"{H200}.doctor.json").read_text())
+    document = doctor.to_json([report])
+    assert _holds(document, captured)
+    assert captured["schema"] == doctor.SCHEMA
+    added = set(document["hosts"][0]["expected"]) - set(captured["hosts"][0]["expected"])
+    assert added == {"gpu_family", "gpu"}
+    assert document["hosts"][0]["expected"]["gpu"] is True
 
 
 def test_h200_against_the_default_expectations():
@@ -181,3 +204,151 @@ def test_cli_doctor_on_this_machine(tmp_path):
     assert host["driver"]["version"] is None
     assert "no NVIDIA driver is loaded (expected branch 550)" in host["missing"]
     assert result.exit_code == runner.EXIT_HOST_FAILED
+
+
+# ---- CPU hosts (aiprov_gpu_family: cpu, like the sandbox) ---------------------
+
+CPU = {"aiprov_gpu_family": "cpu", "aiprov_gpu_count": 0}
+
+
+def _sandbox_probe(**sections: str) -> str:
+    """What the probe prints in a sandbox container: Debian, no NVIDIA anything."""
+    base = {
+        "os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"',
+        "kernel": "6.12.48+deb13-amd64",
+        "secure-boot": "",
+        "nouveau": "",
+        "proc-driver-version": "",
+        "pci": "",
+        "gpus": "",
+        "fabricmanager": "",
+        "nvcc": "",
+    }
+    base.update(sections)
+    return "".join(f"### {name}\n{body}\n" for name, body in base.items()) + "### end\n"
+
+
+def test_sandbox_inventory_hosts_are_cpu_hosts():
+    loaded = inventory.load(paths.profiles_dir() / "sandbox")
+    host = loaded.hosts[0]
+    expected = doctor.expectations(host.vars, doctor.role_defaults())
+    assert expected == doctor.Expected(
+        driver_branch="",
+        driver_version="",
+        cuda_version="",
+        gpu_count=0,
+        gpu_family="cpu",
+        gpu=False,
+    )
+
+
+def test_healthy_cpu_host_lacks_nothing():
+    report = doctor.check("aiprov-sandbox-1", _sandbox_probe(), CPU, doctor.role_defaults())
+    assert report.error is None
+    assert report.driver["version"] is None and report.gpus == []
+    assert report.cuda_toolkit["release"] is None
+    assert report.missing == []
+    assert doctor.exit_code([report]) == runner.EXIT_OK
+    assert doctor.cpu_note(report) == (
+        "aiprov-sandbox-1: CPU host (aiprov_gpu_family: cpu): "
+        "no NVIDIA driver, GPU or CUDA toolkit expected"
+    )
+
+
+def test_cpu_host_json_says_no_gpu_is_expected():
+    report = doctor.check("aiprov-sandbox-1", _sandbox_probe(), CPU, doctor.role_defaults())
+    host = doctor.to_json([report])["hosts"][0]
+    assert host["expected"] == {
+        "driver_branch": "",
+        "driver_version": "",
+        "cuda_version": "",
+        "gpu_count": 0,
+        "gpu_memory_gib": None,
+        "nvswitch": None,
+        "gpu_family": "cpu",
+        "gpu": False,
+    }
+    assert host["missing"] == []
+
+
+def test_cpu_host_ignores_what_only_the_driver_cares_about():
+    """A container sees its machine's kernel and PCI bus: Secure Boot, nouveau,
+    GPUs on the bus and NVSwitches are not the CPU host's business."""
+    report = doctor.check("cpu-box", _no_driver_probe(), CPU, doctor.role_defaults())
+    assert report.secure_boot is True and report.nouveau_loaded is True
+    assert report.pci_gpus and report.nvswitches
+    assert report.missing == []
+    assert doctor.exit_code([report]) == runner.EXIT_OK
+
+
+def test_cpu_host_without_a_gpu_count_is_not_counted():
+    gpus = "0, NVIDIA L20, 46068, 00000000:10:00.0, Enabled, 550.163.01"
+    report = doctor.check(
+        "cpu-box", _sandbox_probe(gpus=gpus), {"aiprov_gpu_family": "cpu"}, doctor.role_defaults()
+    )
+    assert report.missing == []
+
+
+def test_cpu_host_with_a_gpu_the_inventory_says_it_lacks():
+    gpus = "0, NVIDIA L20, 46068, 00000000:10:00.0, Enabled, 550.163.01"
+    report = doctor.check("cpu-box", _sandbox_probe(gpus=gpus), CPU, doctor.role_defaults())
+    assert report.missing == ["1 GPU(s) visible, expected 0"]
+    assert doctor.exit_code([report]) == runner.EXIT_HOST_FAILED
+
+
+def test_gpu_family_host_still_needs_its_driver():
+    report = doctor.check(
+        "l20-01", _sandbox_probe(), {"aiprov_gpu_family": "l20"}, doctor.role_defaults()
+    )
+    assert report.expected.gpu is True and report.expected.gpu_family == "l20"
+    assert doctor.cpu_note(report) is None
+    assert "no NVIDIA driver is loaded (expected branch 550)" in report.missing
+    assert "no nvcc, the inventory expects CUDA toolkit 12.4" in report.missing
+    assert doctor.exit_code([report]) == runner.EXIT_HOST_FAILED
+
+
+def _sandbox_inventory(tmp_path: Path) -> Path:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "sandbox.yml").write_text(
+        "aiprov_gpu_family: cpu\naiprov_gpu_count: 0\n"
+    )
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  children:\n    sandbox:\n      hosts:\n        box-1:\n        box-2:\n"
+    )
+    return tmp_path
+
+
+def test_cli_doctor_on_cpu_hosts_exits_0(tmp_path, monkeypatch):
+    """The CLI's table and JSON for CPU hosts; the probe's output is given, no host is asked."""
+    asked = []
+
+    def fake_probe(inventory_path, limit=None):
+        asked.append(limit)
+        return {"box-1": _sandbox_probe(), "box-2": _sandbox_probe()}
+
+    monkeypatch.setattr(doctor, "run_probe", fake_probe)
+    inv = str(_sandbox_inventory(tmp_path))
+    result = CliRunner().invoke(main, ["doctor", "-i", inv])
+    assert result.exit_code == runner.EXIT_OK, result.output
+    assert "box-1: CPU host (aiprov_gpu_family: cpu)" in result.output
+    assert "box-2: CPU host" in result.output
+    assert "missing" not in result.output
+    result = CliRunner().invoke(main, ["doctor", "-i", inv, "--json"])
+    assert result.exit_code == runner.EXIT_OK, result.output
+    hosts = json.loads(result.output)["hosts"]
+    assert [(h["host"], h["expected"]["gpu"], h["missing"]) for h in hosts] == [
+        ("box-1", False, []),
+        ("box-2", False, []),
+    ]
+
+
+def test_cli_doctor_limit_that_matches_no_host_is_bad_input(tmp_path, monkeypatch):
+    def fake_probe(inventory_path, limit=None):
+        raise AssertionError("no host may be asked")
+
+    monkeypatch.setattr(doctor, "run_probe", fake_probe)
+    inv = str(_sandbox_inventory(tmp_path))
+    result = CliRunner().invoke(main, ["doctor", "-i", inv, "--limit", "gpu01"])
+    assert result.exit_code == runner.EXIT_BAD_INPUT
+    assert result.output.strip() == f"{inv}: --limit: 'gpu01' matches no host of the inventory"
+    assert "Traceback" not in result.output

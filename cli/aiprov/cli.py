@@ -340,7 +340,8 @@ def doctor_command(inventory: str, limit: str | None, as_json: bool) -> None:
     CUDA toolkit, and what is missing against the inventory. Changes nothing.
 
     Exits 0 when every host matches, 2 when something is missing, 3 when a host
-    could not be asked, 4 on bad input. The JSON schema is in docs/gpu.md.
+    could not be asked, 4 on bad input. A host whose aiprov_gpu_family is cpu
+    expects no driver, GPU or CUDA toolkit. The JSON schema is in docs/gpu.md.
 
     \b
     Example:
@@ -357,6 +358,8 @@ def doctor_command(inventory: str, limit: str | None, as_json: bool) -> None:
         click.echo(json.dumps(doctor.to_json(reports), indent=2))
     else:
         progress.doctor(console, reports)
+        for note in filter(None, map(doctor.cpu_note, reports)):
+            console.print(Text(note), soft_wrap=True)
     sys.exit(doctor.exit_code(reports))
 
 

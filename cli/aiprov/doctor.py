@@ -27,6 +27,9 @@ from aiprov import inventory, paths, runner
 
 SCHEMA = "aiprov.doctor/1"
 
+# The aiprov_gpu_family of hosts without a GPU (the sandbox).
+CPU_FAMILY = "cpu"
+
 # The nvidia-smi query the probe runs; parse_gpus expects these columns.
 GPU_QUERY_FIELDS = (
     "index",
@@ -54,7 +57,12 @@ class Gpu:
 
 @dataclass
 class Expected:
-    """What the inventory asks of a host (role defaults where it says nothing)."""
+    """What the inventory asks of a host (role defaults where it says nothing).
+
+    A CPU host (aiprov_gpu_family: cpu, like the sandbox) expects no NVIDIA
+    driver, GPU or CUDA toolkit: the GPU roles skip it, so their defaults do not
+    apply (gpu is false, the versions are empty).
+    """
 
     driver_branch: str
     driver_version: str
@@ -62,6 +70,8 @@ class Expected:
     gpu_count: int | None = None
     gpu_memory_gib: float | None = None
     nvswitch: bool | None = None
+    gpu_family: str | None = None
+    gpu: bool = True
 
 
 @dataclass
@@ -226,6 +236,17 @@ def expectations(host_vars: Mapping[str, Any], defaults: Mapping[str, Any]) -> E
         value = host_vars.get(key)
         return int(value) if value not in (None, "") else None
 
+    family = host_vars.get("aiprov_gpu_family")
+    family = str(family) if family not in (None, "") else None
+    if family == CPU_FAMILY:
+        return Expected(
+            driver_branch="",
+            driver_version="",
+            cuda_version="",
+            gpu_count=optional_int("aiprov_gpu_count"),
+            gpu_family=family,
+            gpu=False,
+        )
     nvswitch = host_vars.get("aiprov_gpu_nvswitch")
     return Expected(
         driver_branch=str(get("nvidia_driver_branch") or ""),
@@ -234,11 +255,40 @@ def expectations(host_vars: Mapping[str, Any], defaults: Mapping[str, Any]) -> E
         gpu_count=optional_int("aiprov_gpu_count"),
         gpu_memory_gib=float(memory) if (memory := get("aiprov_gpu_memory_gib")) else None,
         nvswitch=bool(nvswitch) if nvswitch is not None else None,
+        gpu_family=family,
     )
 
 
 def compare(report: HostReport, expected: Expected) -> list[str]:
     """What the host lacks against the inventory, one sentence each."""
+    if not expected.gpu:
+        return _cpu_gaps(report, expected)
+    return _gpu_host_gaps(report, expected)
+
+
+def _cpu_gaps(report: HostReport, expected: Expected) -> list[str]:
+    """A CPU host lacks nothing NVIDIA; only a GPU count the inventory states is checked.
+
+    Secure Boot, nouveau and the PCI bus are not looked at: they matter to the
+    driver alone, and a container (the sandbox) sees its machine's kernel and bus.
+    """
+    if expected.gpu_count is not None and len(report.gpus) != expected.gpu_count:
+        return [f"{len(report.gpus)} GPU(s) visible, expected {expected.gpu_count}"]
+    return []
+
+
+def cpu_note(report: HostReport) -> str | None:
+    """The line that says a host is a CPU host, for doctor's table; None for a GPU host."""
+    if report.expected is None or report.expected.gpu:
+        return None
+    family = report.expected.gpu_family
+    return (
+        f"{report.host}: CPU host (aiprov_gpu_family: {family}): "
+        "no NVIDIA driver, GPU or CUDA toolkit expected"
+    )
+
+
+def _gpu_host_gaps(report: HostReport, expected: Expected) -> list[str]:
     missing = []
     if report.secure_boot:
         missing.append("Secure Boot is on: DKMS modules load only if signed with an enrolled MOK")
@@ -353,6 +403,8 @@ def run_probe(inventory_path: str, limit: str | None = None) -> dict[str, str | 
 def doctor(inventory_path: str, limit: str | None = None) -> list[HostReport]:
     """Ask every host of the inventory and compare with what it expects."""
     loaded = inventory.load(inventory_path)
+    if limit:
+        runner.limit_hosts(inventory_path, limit)  # InputError when it matches no host
     defaults = role_defaults()
     outputs = run_probe(inventory_path, limit)
     reports = []
