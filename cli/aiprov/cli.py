@@ -135,7 +135,6 @@ def _run_playbook(playbook: str, title: str, **opts) -> None:
         extra_vars=list(opts["extra_vars"]), forks=opts["forks"], verbosity=opts["verbose"],
         mitogen=opts["mitogen"],
     )  # fmt: skip
-    runner.check(options)
     interrupted = {"flag": False}
 
     def on_sigint(signum, frame):

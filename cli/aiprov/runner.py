@@ -335,7 +335,7 @@ def _kind(data: Any) -> str:
 
 
 def check(options: RunOptions) -> None:
-    """Refuse a run's bad input before anything runs; raises InputError.
+    """Refuse a run's bad input before anything runs (run calls it); raises InputError.
 
     The inventory is loaded with Ansible's machinery (never contacting a host),
     --limit must match one of its hosts, and -e must be KEY=VALUE, a mapping or
@@ -423,8 +423,12 @@ def run(
     cancelled: Callable[[], bool] = lambda: False,
     run_dir: Path | None = None,
 ) -> RunResult:
-    """Run the playbook; call on_event after each job event; honour cancellation."""
+    """Run the playbook; call on_event after each job event; honour cancellation.
+
+    Bad input raises InputError first (check), before anything is written or run.
+    """
     playbook = paths.playbook(options.playbook)
+    check(options)
     inline, var_files = parse_extra_vars(options.extra_vars)
     run_dir = run_dir or runs_dir() / f"{datetime.now():%Y%m%d-%H%M%S}-{options.playbook}"
     run_dir.mkdir(parents=True, exist_ok=True)
