@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from click.testing import CliRunner
 
@@ -351,4 +352,42 @@ def test_cli_doctor_limit_that_matches_no_host_is_bad_input(tmp_path, monkeypatc
     result = CliRunner().invoke(main, ["doctor", "-i", inv, "--limit", "gpu01"])
     assert result.exit_code == runner.EXIT_BAD_INPUT
     assert result.output.strip() == f"{inv}: --limit: 'gpu01' matches no host of the inventory"
+    assert "Traceback" not in result.output
+
+
+def test_a_host_the_probe_never_answered_for_is_unreachable(tmp_path, monkeypatch):
+    """Ansible stopped before it asked box-2: doctor does not call that a match."""
+    monkeypatch.setattr(doctor, "run_probe", lambda inv, limit=None: {"box-1": _sandbox_probe()})
+    reports = doctor.doctor(str(_sandbox_inventory(tmp_path)))
+    assert [(r.host, r.reachable, r.error) for r in reports] == [
+        ("box-1", True, None),
+        ("box-2", False, "no answer: Ansible did not run the probe"),
+    ]
+    assert doctor.exit_code(reports) == runner.EXIT_HOST_UNREACHABLE
+
+
+def test_limit_leaves_the_other_hosts_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor, "run_probe", lambda inv, limit=None: {"box-2": _sandbox_probe()})
+    reports = doctor.doctor(str(_sandbox_inventory(tmp_path)), limit="box-2")
+    assert [r.host for r in reports] == ["box-2"]
+    assert doctor.exit_code(reports) == runner.EXIT_OK
+
+
+def test_ctrl_c_while_asking_exits_130_and_restores_the_signal_handlers(tmp_path, monkeypatch):
+    """ansible-runner turns Ctrl-C into a cancelled run and keeps its own handlers."""
+    import signal
+
+    import ansible_runner
+
+    def cancelled_run(**kwargs):
+        signal.signal(signal.SIGINT, lambda *args: None)
+        signal.signal(signal.SIGTERM, lambda *args: None)
+        return SimpleNamespace(status="canceled", rc=254)
+
+    monkeypatch.setattr(ansible_runner, "run", cancelled_run)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    result = CliRunner().invoke(main, ["doctor", "-i", str(_sandbox_inventory(tmp_path))])
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert result.exit_code == runner.EXIT_CANCELLED, result.output
+    assert "cancelled" in result.output
     assert "Traceback" not in result.output

@@ -15,7 +15,9 @@ import csv
 import io
 import re
 import shlex
+import signal
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -396,23 +398,35 @@ def run_probe(inventory_path: str, limit: str | None = None) -> dict[str, str | 
             "event_handler": handle,
             "cmdline": "--become",
         }
-        ansible_runner.run(**kwargs)
+        # ansible-runner turns Ctrl-C into a cancelled run with its own SIGINT and
+        # SIGTERM handlers, and leaves them installed: put ours back.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            result = ansible_runner.run(**kwargs)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
+    if result.status == "canceled":
+        raise KeyboardInterrupt  # the CLI says "cancelled" and exits 130
     return outputs
 
 
 def doctor(inventory_path: str, limit: str | None = None) -> list[HostReport]:
     """Ask every host of the inventory and compare with what it expects."""
     loaded = inventory.load(inventory_path)
-    if limit:
-        runner.limit_hosts(inventory_path, limit)  # InputError when it matches no host
+    # InputError when --limit matches no host: then no host is asked.
+    selected = set(runner.limit_hosts(inventory_path, limit)) if limit else None
     defaults = role_defaults()
     outputs = run_probe(inventory_path, limit)
     reports = []
     for host in loaded.hosts:
+        if selected is not None and host.name not in selected:
+            continue  # left out by --limit
         output = outputs.get(host.name)
         if output is None:
-            continue  # left out by --limit
-        if isinstance(output, HostReport):
+            reports.append(unreachable(host.name, "no answer: Ansible did not run the probe"))
+        elif isinstance(output, HostReport):
             reports.append(output)
         else:
             reports.append(check(host.name, output, host.vars, defaults))
