@@ -1,5 +1,9 @@
 """`aiprov sandbox up/status/down` against real podman."""
 
+import http.server
+import subprocess
+import threading
+
 import pytest
 import yaml
 
@@ -34,3 +38,44 @@ def test_up_status_down(podman_image, tmp_path):
 def test_unknown_os_is_refused():
     with pytest.raises(sandbox.SandboxError, match="unknown OS"):
         sandbox.build_image("centos7")
+
+
+def test_the_network_is_there_before_any_host_and_after_down(podman_image, tmp_path):
+    """The mirror binds before a host exists, and still answers after down and up.
+
+    A podman bridge exists only while a container uses it; the sandbox makes its
+    own network and bridge so a server can bind to the gateway at any time.
+    """
+    sandbox.down()
+    address = sandbox.ensure_network()
+    assert sandbox.ensure_network() == address  # idempotent
+    assert subprocess.run(["ip", "-o", "addr", "show", "to", address], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    server = http.server.HTTPServer((address, 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://{address}:{server.server_address[1]}/"
+    inventory_dir = tmp_path / "sandbox"
+    try:
+        sandbox.up(1, "debian12", inventory_dir)
+        fetch = f"python3 -c \"import urllib.request; urllib.request.urlopen('{url}', timeout=5)\""
+        assert (
+            sandbox.run_podman(
+                "exec", "aiprov-sandbox-1", "sh", "-c", fetch, check=False
+            ).returncode
+            == 0
+        )
+        sandbox.down()
+        assert sandbox.run_podman("network", "exists", sandbox.NETWORK, check=False).returncode == 1
+        # Back up: the same address, and the server bound before answers again.
+        sandbox.up(1, "debian12", inventory_dir)
+        assert sandbox.ensure_network() == address
+        assert (
+            sandbox.run_podman(
+                "exec", "aiprov-sandbox-1", "sh", "-c", fetch, check=False
+            ).returncode
+            == 0
+        )
+    finally:
+        sandbox.down()
+        server.shutdown()
+        server.server_close()

