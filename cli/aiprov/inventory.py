@@ -7,8 +7,10 @@ per-GPU-family defaults), so the user's own group_vars and host_vars win.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,10 @@ try:  # ansible-core >= 2.19 tags every loaded value with the file it came from
     from ansible._internal._datatag._tags import Origin
 except ImportError:  # pragma: no cover - older ansible-core
     Origin = None
+try:  # ansible-core >= 2.19 can collect Display warnings instead of printing them
+    from ansible._internal._display_utils import DeferredWarningContext
+except ImportError:  # pragma: no cover - older ansible-core
+    DeferredWarningContext = None
 
 # Variables Ansible itself puts into a host's vars; never user input.
 _MAGIC = {
@@ -77,6 +83,8 @@ class Host:
 class Inventory:
     sources: list[str]
     hosts: list[Host]
+    # Data Ansible skipped or overrode while loading (it only warns, or says nothing).
+    load_problems: list[Problem] = field(default_factory=list)
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -141,6 +149,90 @@ def _explain(error: AnsibleError, default_file: str) -> Problem:
     return Problem(file, "(file)", text)
 
 
+_VARS_DIRS = ("group_vars", "host_vars")
+_DUPLICATE_KEY = re.compile(r"Found duplicate mapping key '(?P<key>[^']+)'")
+_ORIGIN = re.compile(r"Origin: (?P<path>/[^\s:]+)")
+_PATH_IN_TEXT = re.compile(r"(/\S+)$")
+
+
+def skipped_files(source: str) -> list[Problem]:
+    """Variable files Ansible would pass over without an error.
+
+    It skips a group_vars/host_vars that is not a directory (with a warning),
+    and an unreadable directory, a dangling symlink or a symlink loop in them
+    without a word: the host then silently runs without those values.
+    """
+    base = Path(source) if Path(source).is_dir() else Path(source).parent
+    problems = []
+    for name in _VARS_DIRS:
+        top = base / name
+        if not os.path.lexists(top):
+            continue
+        if not top.is_dir():
+            problems.append(
+                Problem(str(top), "(file)", f"{name} is not a directory: Ansible skips it")
+            )
+            continue
+        problems.extend(_skipped_entries(top))
+    return problems
+
+
+def _skipped_entries(directory: Path, parents: frozenset[Path] = frozenset()) -> Iterator[Problem]:
+    parents = parents | {directory.resolve()}
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as error:
+        yield Problem(
+            str(directory), "(file)", f"cannot be read ({error.strerror}): Ansible skips it"
+        )
+        return
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name.endswith("~"):
+            continue  # hidden files and backups: Ansible ignores them by design
+        if entry.is_symlink() and not entry.exists():
+            yield Problem(
+                str(entry), "(file)", "a dangling symlink or a symlink loop: Ansible skips it"
+            )
+        elif entry.is_dir() and entry.resolve() in parents:
+            # Ansible would read the same files again and again until the path is too long.
+            yield Problem(str(entry), "(file)", "a symlink to a directory above it (a loop)")
+        elif entry.is_dir():
+            yield from _skipped_entries(entry, parents)
+        elif not os.access(entry, os.R_OK):
+            yield Problem(str(entry), "(file)", "cannot be read: Ansible skips it")
+
+
+@contextlib.contextmanager
+def collected_warnings() -> Iterator[list[Problem]]:
+    """Ansible's warnings inside the block, as problems, instead of on stderr.
+
+    A duplicated key in one YAML file is only a warning to Ansible (the last
+    value wins), which hides one of the two values the user wrote.
+    """
+    found: list[Problem] = []
+    if DeferredWarningContext is None:  # pragma: no cover - older ansible-core
+        yield found
+        return
+    with DeferredWarningContext(variables={}) as context:
+        yield found
+    for warning in context.get_warnings():
+        found.append(_warning_problem(warning.event.msg, warning.event.formatted_source_context))
+
+
+def _warning_problem(message: str, source_context: str | None) -> Problem:
+    text = " ".join(str(message).split())
+    origin = _ORIGIN.search(source_context or "")
+    path = _PATH_IN_TEXT.search(text)
+    file = origin.group("path") if origin else path.group(1) if path else "(inventory)"
+    duplicate = _DUPLICATE_KEY.search(text)
+    if duplicate:
+        key = duplicate.group("key")
+        line = (source_context or "").split(":")[2:3] if origin else []
+        where = f" (line {line[0]})" if line and line[0].isdigit() else ""
+        return Problem(file, key, f"set twice in this file{where}; Ansible keeps only the last")
+    return Problem(file, "(file)", text)
+
+
 def load(source: str | os.PathLike[str], extra_vars: dict[str, Any] | None = None) -> Inventory:
     """Load the inventory at `source` (a file or directory) with every host's vars.
 
@@ -160,20 +252,25 @@ def load(source: str | os.PathLike[str], extra_vars: dict[str, Any] | None = Non
     display = Display()
     saved_verbosity = display.verbosity
     try:
-        manager = InventoryManager(loader=loader, sources=sources)
-        variables = VariableManager(loader=loader, inventory=manager)
-        if extra_vars:
-            variables.extra_vars = extra_vars
-        hosts = []
-        for host in manager.get_hosts():
-            host_vars = variables.get_vars(host=host, include_hostvars=False)
-            visible = {k: v for k, v in host_vars.items() if k not in _MAGIC}
-            groups = sorted(g.name for g in host.get_groups() if g.name != "all")
-            hosts.append(Host(name=host.name, groups=groups, vars=visible))
+        with collected_warnings() as warnings:
+            manager = InventoryManager(loader=loader, sources=sources)
+            variables = VariableManager(loader=loader, inventory=manager)
+            if extra_vars:
+                variables.extra_vars = extra_vars
+            hosts = []
+            for host in manager.get_hosts():
+                host_vars = variables.get_vars(host=host, include_hostvars=False)
+                visible = {k: v for k, v in host_vars.items() if k not in _MAGIC}
+                groups = sorted(g.name for g in host.get_groups() if g.name != "all")
+                hosts.append(Host(name=host.name, groups=groups, vars=visible))
     except AnsibleError as error:
         raise InputError([_explain(error, str(path))]) from None
     finally:
         display.verbosity = saved_verbosity
     if not hosts:
         raise InputError([Problem(str(path), "(inventory)", "the inventory defines no hosts")])
-    return Inventory(sources=sources, hosts=hosts)
+    skipped = [p for source_path in sources for p in skipped_files(source_path)]
+    # Ansible warns about a vars path that is not a directory; say it once.
+    seen = {p.file for p in skipped}
+    problems = skipped + [w for w in warnings if w.file not in seen]
+    return Inventory(sources=sources, hosts=hosts, load_problems=problems)
