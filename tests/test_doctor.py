@@ -323,7 +323,7 @@ def test_cli_doctor_on_cpu_hosts_exits_0(tmp_path, monkeypatch):
     """The CLI's table and JSON for CPU hosts; the probe's output is given, no host is asked."""
     asked = []
 
-    def fake_probe(inventory_path, limit=None):
+    def fake_probe(inventory_path, limit=None, vault_options=None):
         asked.append(limit)
         return {"box-1": _sandbox_probe(), "box-2": _sandbox_probe()}
 
@@ -344,7 +344,7 @@ def test_cli_doctor_on_cpu_hosts_exits_0(tmp_path, monkeypatch):
 
 
 def test_cli_doctor_limit_that_matches_no_host_is_bad_input(tmp_path, monkeypatch):
-    def fake_probe(inventory_path, limit=None):
+    def fake_probe(inventory_path, limit=None, vault_options=None):
         raise AssertionError("no host may be asked")
 
     monkeypatch.setattr(doctor, "run_probe", fake_probe)
@@ -357,7 +357,7 @@ def test_cli_doctor_limit_that_matches_no_host_is_bad_input(tmp_path, monkeypatc
 
 def test_a_host_the_probe_never_answered_for_is_unreachable(tmp_path, monkeypatch):
     """Ansible stopped before it asked box-2: doctor does not call that a match."""
-    monkeypatch.setattr(doctor, "run_probe", lambda inv, limit=None: {"box-1": _sandbox_probe()})
+    monkeypatch.setattr(doctor, "run_probe", lambda inv, *_, **__: {"box-1": _sandbox_probe()})
     reports = doctor.doctor(str(_sandbox_inventory(tmp_path)))
     assert [(r.host, r.reachable, r.error) for r in reports] == [
         ("box-1", True, None),
@@ -367,7 +367,7 @@ def test_a_host_the_probe_never_answered_for_is_unreachable(tmp_path, monkeypatc
 
 
 def test_limit_leaves_the_other_hosts_out(tmp_path, monkeypatch):
-    monkeypatch.setattr(doctor, "run_probe", lambda inv, limit=None: {"box-2": _sandbox_probe()})
+    monkeypatch.setattr(doctor, "run_probe", lambda inv, *_, **__: {"box-2": _sandbox_probe()})
     reports = doctor.doctor(str(_sandbox_inventory(tmp_path)), limit="box-2")
     assert [r.host for r in reports] == ["box-2"]
     assert doctor.exit_code(reports) == runner.EXIT_OK

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from aiprov import inventory, paths, runner
+from aiprov.vault import VaultOptions
 
 SCHEMA = "aiprov.doctor/1"
 
@@ -363,7 +364,9 @@ def to_json(reports: list[HostReport]) -> dict[str, Any]:
     return {"schema": SCHEMA, "hosts": [asdict(report) for report in reports]}
 
 
-def run_probe(inventory_path: str, limit: str | None = None) -> dict[str, str | HostReport]:
+def run_probe(
+    inventory_path: str, limit: str | None = None, vault_options: VaultOptions | None = None
+) -> dict[str, str | HostReport]:
     """Run the probe on every host: {host: probe output, or an unreachable report}.
 
     Ansible's script module copies the probe into its own temporary directory
@@ -396,7 +399,9 @@ def run_probe(inventory_path: str, limit: str | None = None) -> dict[str, str | 
             "suppress_env_files": True,
             "quiet": True,
             "event_handler": handle,
-            "cmdline": "--become",
+            "cmdline": shlex.join(
+                ["--become", *runner.vault_args(vault_options or VaultOptions(), Path(private))]
+            ),
         }
         # ansible-runner turns Ctrl-C into a cancelled run with its own SIGINT and
         # SIGTERM handlers, and leaves them installed: put ours back.
@@ -412,13 +417,15 @@ def run_probe(inventory_path: str, limit: str | None = None) -> dict[str, str | 
     return outputs
 
 
-def doctor(inventory_path: str, limit: str | None = None) -> list[HostReport]:
+def doctor(
+    inventory_path: str, limit: str | None = None, vault_options: VaultOptions | None = None
+) -> list[HostReport]:
     """Ask every host of the inventory and compare with what it expects."""
-    loaded = inventory.load(inventory_path)
+    loaded = inventory.load(inventory_path, vault_options=vault_options)
     # InputError when --limit matches no host: then no host is asked.
-    selected = set(runner.limit_hosts(inventory_path, limit)) if limit else None
+    selected = set(runner.limit_hosts(inventory_path, limit, vault_options)) if limit else None
     defaults = role_defaults()
-    outputs = run_probe(inventory_path, limit)
+    outputs = run_probe(inventory_path, limit, vault_options)
     reports = []
     for host in loaded.hosts:
         if selected is not None and host.name not in selected:

@@ -30,6 +30,8 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.utils.display import Display
 from ansible.vars.manager import VariableManager
 
+from aiprov import vault  # imports Ansible's settings: after the ones above
+
 try:  # ansible-core >= 2.19 tags every loaded value with the file it came from
     from ansible._internal._datatag._tags import Origin
 except ImportError:  # pragma: no cover - older ansible-core
@@ -149,6 +151,18 @@ def _explain(error: AnsibleError, default_file: str) -> Problem:
     return Problem(file, "(file)", text)
 
 
+def _decrypt_inline(hosts: list[Host], default_file: str, have_secrets: bool) -> None:
+    """Decrypt every inline !vault value, so checks see what Ansible will use."""
+    locked: list[Problem] = []
+    for host in hosts:
+        for key, value in host.vars.items():
+            host.vars[key] = vault.reveal(
+                key, value, lambda v: origin_file(v, default_file), have_secrets, locked
+            )
+    if locked:
+        raise InputError(sorted(set(locked)))
+
+
 _VARS_DIRS = ("group_vars", "host_vars")
 _DUPLICATE_KEY = re.compile(r"Found duplicate mapping key '(?P<key>[^']+)'")
 _ORIGIN = re.compile(r"Origin: (?P<path>/[^\s:]+)")
@@ -233,11 +247,17 @@ def _warning_problem(message: str, source_context: str | None) -> Problem:
     return Problem(file, "(file)", text)
 
 
-def load(source: str | os.PathLike[str], extra_vars: dict[str, Any] | None = None) -> Inventory:
+def load(
+    source: str | os.PathLike[str],
+    extra_vars: dict[str, Any] | None = None,
+    vault_options: vault.VaultOptions | None = None,
+) -> Inventory:
     """Load the inventory at `source` (a file or directory) with every host's vars.
 
+    Vault-encrypted files and inline !vault values are decrypted with the
+    passwords of `vault_options` (and Ansible's own settings).
     Raises InputError with `FILE: KEY: message` problems for anything Ansible
-    cannot load; never contacts a host.
+    cannot load or decrypt; never contacts a host.
     """
     path = Path(source)
     if not path.exists():
@@ -249,6 +269,9 @@ def load(source: str | os.PathLike[str], extra_vars: dict[str, Any] | None = Non
     loader = DataLoader()
     # Playbook-adjacent vars (playbooks/group_vars) would apply at run time too.
     loader.set_basedir(str(paths.share_dir() / "playbooks"))
+    secrets = vault.secrets(vault_options or vault.VaultOptions())
+    loader.set_vault_secrets(secrets)
+    vault.activate(secrets)
     display = Display()
     saved_verbosity = display.verbosity
     try:
@@ -264,11 +287,15 @@ def load(source: str | os.PathLike[str], extra_vars: dict[str, Any] | None = Non
                 groups = sorted(g.name for g in host.get_groups() if g.name != "all")
                 hosts.append(Host(name=host.name, groups=groups, vars=visible))
     except AnsibleError as error:
-        raise InputError([_explain(error, str(path))]) from None
+        problem = _explain(error, str(path))
+        if vault.is_vault_error(error):  # a whole file is encrypted
+            problem = Problem(problem.file, problem.key, vault.failure_message(bool(secrets)))
+        raise InputError([problem]) from None
     finally:
         display.verbosity = saved_verbosity
     if not hosts:
         raise InputError([Problem(str(path), "(inventory)", "the inventory defines no hosts")])
+    _decrypt_inline(hosts, str(path), bool(secrets))
     skipped = [p for source_path in sources for p in skipped_files(source_path)]
     # Ansible warns about a vars path that is not a directory; say it once.
     seen = {p.file for p in skipped}

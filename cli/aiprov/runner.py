@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -21,8 +22,9 @@ import ansible_mitogen
 import ansible_runner
 import yaml
 
-from aiprov import inventory, paths  # inventory: before Ansible's settings are read
+from aiprov import inventory, paths, vault  # inventory: before Ansible's settings are read
 from aiprov.problems import InputError, Problem
+from aiprov.vault import VaultOptions
 
 # aiprov's exit codes, the same for every command (README.md, `aiprov --help`).
 EXIT_OK = 0
@@ -244,6 +246,7 @@ class RunOptions:
     forks: int | None = None
     verbosity: int = 0
     mitogen: bool = True
+    vault: VaultOptions = field(default_factory=VaultOptions)
 
 
 @dataclass
@@ -344,12 +347,14 @@ def check(options: RunOptions) -> None:
     if options.forks is not None and options.forks < 1:
         raise InputError([Problem("--forks", str(options.forks), "must be at least 1")])
     parse_extra_vars(options.extra_vars)
-    inventory.load(options.inventory)
+    inventory.load(options.inventory, vault_options=options.vault)
     if options.limit:
-        limit_hosts(options.inventory, options.limit)
+        limit_hosts(options.inventory, options.limit, options.vault)
 
 
-def limit_hosts(inventory_path: str, limit: str) -> list[str]:
+def limit_hosts(
+    inventory_path: str, limit: str, vault_options: VaultOptions | None = None
+) -> list[str]:
     """The hosts that --limit selects, by Ansible's own pattern rules; InputError if none."""
     from unittest import mock
 
@@ -362,9 +367,11 @@ def limit_hosts(inventory_path: str, limit: str) -> list[str]:
     # ansible-playbook warns about each part of the pattern that matches nothing;
     # here only "nothing at all" matters, and it is said once below.
     mismatch = "error" if constants.HOST_PATTERN_MISMATCH == "error" else "ignore"
+    loader = DataLoader()
+    loader.set_vault_secrets(vault.secrets(vault_options or VaultOptions()))
     try:
         with mock.patch.object(constants, "HOST_PATTERN_MISMATCH", mismatch):
-            manager = InventoryManager(loader=DataLoader(), sources=sources)
+            manager = InventoryManager(loader=loader, sources=sources)
             manager.subset(limit)
             hosts = [host.name for host in manager.get_hosts()]
     except AnsibleError as error:
@@ -395,6 +402,8 @@ def _environment() -> dict[str, str]:
         "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
         "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
         "ANSIBLE_NOCOLOR": "True",
+        # aiprov asks for vault passwords itself, once (vault_args).
+        "ANSIBLE_ASK_VAULT_PASS": "False",
         # The podman connection to sandbox hosts needs aiprov's podman settings.
         "CONTAINERS_CONF": os.environ.get(
             "CONTAINERS_CONF", str(paths.data_dir() / "containers.conf")
@@ -442,11 +451,9 @@ def run(
         return True  # keep the event on disk (it carries no extra vars)
 
     with tempfile.TemporaryDirectory(prefix="aiprov-") as private:
-        cmdline: list[str] = []
+        cmdline = vault_args(options.vault, Path(private))
         if inline:
-            secret_file = Path(private) / "extra-vars.json"
-            secret_file.touch(mode=0o600)
-            secret_file.write_text(json.dumps(inline))
+            secret_file = _private_file(Path(private) / "extra-vars.json", json.dumps(inline))
             cmdline += ["-e", f"@{secret_file}"]
         for path in var_files:
             cmdline += ["-e", f"@{path}"]
@@ -465,7 +472,7 @@ def run(
             "event_handler": handle,
             "cancel_callback": cancelled,
             "verbosity": options.verbosity or None,
-            "cmdline": " ".join(cmdline) or None,
+            "cmdline": shlex.join(cmdline) or None,
         }
         for key in ("limit", "tags", "skip_tags", "forks"):
             if getattr(options, key):
@@ -482,6 +489,27 @@ def run(
     return RunResult(
         rc=rc, state=state, artifacts=run_dir / "artifacts" / "run", status=runner.status
     )
+
+
+def _private_file(path: Path, text: str) -> Path:
+    """A file only this user can read, for a secret; its directory is deleted after the run."""
+    path.touch(mode=0o600)
+    path.write_text(text)
+    return path
+
+
+def vault_args(options: VaultOptions, private: Path) -> list[str]:
+    """ansible-playbook's vault options: password files and scripts by path, and each
+    password aiprov prompted for in a private file under `private`, never in argv."""
+    args: list[str] = []
+    for vault_id in options.vault_ids:
+        args += ["--vault-id", vault_id]
+    for path in options.password_files:
+        args += ["--vault-password-file", path]
+    for number, (label, password) in enumerate(options.prompted):
+        secret_file = _private_file(private / f"vault-password-{number}", password)
+        args += ["--vault-id", f"{label}@{secret_file}"]
+    return args
 
 
 def _scrub_command_file(path: Path) -> None:
