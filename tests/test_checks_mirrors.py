@@ -15,7 +15,7 @@ def _inventory(**host_vars) -> Inventory:
 
 
 def _all(inventory: Inventory) -> list[str]:
-    return [str(p) for p in validate.validate(inventory, "inv.yml")]
+    return [str(p) for p in validate.validate(inventory)]
 
 
 @pytest.mark.parametrize(

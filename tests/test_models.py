@@ -237,7 +237,7 @@ def test_models_pull_runs_the_models_playbook(tmp_path, monkeypatch):
 
 
 def test_validate_reports_catalog_problems(tmp_path):
-    from aiprov import inventory, models_checks, validate  # noqa: F401  (registers the check)
+    from aiprov import inventory, validate
 
     hosts = tmp_path / "hosts.yml"
     hosts.write_text(
@@ -254,7 +254,7 @@ all:
       - {id: c, hub: modelscope, repo: x/c, local_dir: /data/models/a}
 """
     )
-    found = [str(p) for p in validate.validate(inventory.load(hosts), default_file=str(hosts))]
+    found = [str(p) for p in validate.validate(inventory.load(hosts))]
     expected = [
         "models_enabled[0]: 'nope' is not a models_catalog id (ids: a, c)",
         "models_cache_host: 'cache99' is not a host of this inventory",
@@ -267,10 +267,10 @@ all:
 
 
 def test_example_inventory_catalog_is_clean():
-    from aiprov import inventory, models_checks, validate  # noqa: F401
+    from aiprov import inventory, validate
 
     source = paths.profiles_dir() / "l20-8x"
-    found = validate.validate(inventory.load(source), default_file=str(source))
+    found = validate.validate(inventory.load(source))
     assert not [p for p in found if p.key.startswith("models_")]
 
 

@@ -65,7 +65,7 @@ def test_services_inventory_loads_validates_and_keeps_the_key_out(state, mirror,
     )
 
     loaded = inventory.load(inventory_dir)
-    assert validate.validate(loaded, str(inventory_dir)) == []
+    assert validate.validate(loaded) == []
     host = loaded.host("aiprov-sandbox-1").vars
     assert (
         host["python_env_pip_index_url"] == f"http://127.0.0.1:{sandbox.MIRROR_PYPI_PORT}/simple/"

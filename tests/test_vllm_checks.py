@@ -77,7 +77,7 @@ vllm_service_services:
 
 def test_an_unknown_model_is_a_warning_that_strict_turns_into_failure(tmp_path):
     inv = write(
-        tmp_path,
+        tmp_path / "inventory",
         {
             "hosts.yml": "all:\n  children:\n    a10:\n      hosts:\n        g:\n",
             "host_vars/g.yml": """

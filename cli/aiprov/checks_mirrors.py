@@ -1,6 +1,6 @@
 """Semantic checks of the mirror and container-runtime variables (python_env, docker roles).
 
-Registered with `validate.register`. The argument specs already reject an
+Rules of validate.RULES. The argument specs already reject an
 unknown preset (choices) and a runtime without a path (required); these
 checks cover what a schema cannot say: every mirror URL is http(s) with a
 host, Miniconda comes with its checksum, conda environments have a conda, and
@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.problems import Problem
-from aiprov.validate import register
 
 # Variables holding one URL, and variables holding a list of URLs.
 _URL_KEYS = (
@@ -54,7 +53,6 @@ def _where(host: Host, key: str, default: str) -> str:
     return origin_file(host.vars.get(key), default)
 
 
-@register
 def check_mirror_urls(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     for host in inventory.hosts:
@@ -77,7 +75,6 @@ def check_mirror_urls(inventory: Inventory) -> Iterator[Problem]:
                     yield Problem(_where(host, key, default), f"{key}[{index}]", message)
 
 
-@register
 def check_python_envs(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     for host in inventory.hosts:
@@ -123,7 +120,6 @@ def check_python_envs(inventory: Inventory) -> Iterator[Problem]:
                 )
 
 
-@register
 def check_docker_runtime(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     for host in inventory.hosts:

@@ -1,6 +1,6 @@
 """Semantic checks of the compose stacks (mineru_services) that the argument spec cannot express.
 
-Registered with `validate.register`. MinerU's vLLM engines take a share of
+Rules of validate.RULES. MinerU's vLLM engines take a share of
 their GPUs like the vLLM services do: aiprov.plan adds them to each GPU's sum
 (so the per-GPU bound of vllm_checks.check_memory covers them); the checks
 here cover what is MinerU's own: replicas per GPU, GPU indexes, shares,
@@ -15,13 +15,11 @@ from collections.abc import Iterator
 from aiprov import stacks
 from aiprov.inventory import Inventory, origin_file
 from aiprov.problems import Problem
-from aiprov.validate import register
 
 _SHA256 = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 _DIFY_KEYS = ("dify_source_checksum", "dify_source_url", "dify_version", "dify_admin_email")
 
 
-@register
 def check_dify(inventory: Inventory) -> Iterator[Problem]:
     """A host that deploys Dify names the checksum of its release archive."""
     default = inventory.sources[-1]
@@ -52,7 +50,6 @@ def check_dify(inventory: Inventory) -> Iterator[Problem]:
 _LOOPBACK = ("127.", "localhost", "::1")
 
 
-@register
 def check_dify_reaches_vllm(inventory: Inventory) -> Iterator[Problem]:
     """The vLLM services Dify registers must listen where its containers can reach them."""
     default = inventory.sources[-1]
@@ -76,7 +73,6 @@ def check_dify_reaches_vllm(inventory: Inventory) -> Iterator[Problem]:
                 )
 
 
-@register
 def check_mineru(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     for host in inventory.hosts:

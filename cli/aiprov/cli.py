@@ -230,20 +230,13 @@ def validate_command(inventory: str, strict: bool) -> None:
     Example:
       aiprov validate -i inventories/l20-8x
     """
-    from aiprov import (  # noqa: F401  (they register checks)
-        checks_stacks,
-        gpu_checks,
-        models_checks,
-        validate,
-        vllm_checks,
-    )
     from aiprov import inventory as inventory_module
+    from aiprov import validate
 
     loaded = inventory_module.load(inventory)
-    found = validate.validate(loaded, default_file=inventory)
+    found = validate.validate(loaded)
     progress.problems(err_console, found)
-    errors = [p for p in found if p.severity == "error" or strict]
-    if errors:
+    if validate.errors(found, strict):
         sys.exit(runner.EXIT_BAD_INPUT)
     console.print(f"[green]ok[/]: {len(loaded.hosts)} host(s), no errors in {inventory}")
 
@@ -293,15 +286,15 @@ def plan_command(
     import json
 
     from aiprov import inventory as inventory_module
-    from aiprov import plan, plan_svg, validate
+    from aiprov import plan, plan_svg, schema
     from aiprov.problems import Problem
 
     loaded = inventory_module.load(inventory)
     if host and host not in {h.name for h in loaded.hosts}:
         raise InputError([Problem(inventory, "--host", f"the inventory has no host '{host}'")])
-    schema = {p for h in loaded.hosts for p in validate.schema_problems(h, inventory)}
-    if any(p.severity == "error" for p in schema):
-        raise InputError(sorted(schema))
+    found_schema = set(schema.check_schema(loaded))
+    if any(p.severity == "error" for p in found_schema):
+        raise InputError(sorted(found_schema))
     plans = plan.plan(loaded, inventory, host, models_dir)
     if fmt == "table":
         if output:

@@ -1,6 +1,6 @@
 """Semantic checks of the GPU roles' variables that the argument specs cannot express.
 
-Registered with `validate.register`: a .run installer needs its version and
+Rules of validate.RULES: a .run installer needs its version and
 sha256 (the roles refuse to run an unverified installer), and a pinned driver
 version must be on the requested branch.
 """
@@ -12,12 +12,10 @@ from collections.abc import Iterator
 
 from aiprov.inventory import Inventory
 from aiprov.problems import Problem
-from aiprov.validate import register
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-@register
 def check_gpu_stack(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     for host in inventory.hosts:

@@ -1,6 +1,6 @@
 """Semantic checks of the models role's variables that the argument specs cannot express.
 
-Registered with `validate.register`: catalog ids are unique and local
+Rules of validate.RULES: catalog ids are unique and local
 directories distinct, every id a host enables is in the catalog, and the fleet
 cache names a host of the inventory.
 """
@@ -11,10 +11,8 @@ from collections.abc import Iterator
 
 from aiprov.inventory import Inventory
 from aiprov.problems import Problem
-from aiprov.validate import register
 
 
-@register
 def check_models_catalog(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     names = {host.name for host in inventory.hosts}

@@ -16,7 +16,7 @@ from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from aiprov import modelfacts, stacks, validate
+from aiprov import modelfacts, schema, stacks
 from aiprov.inventory import Host, Inventory, entry_origin_file, is_int, origin_file
 from aiprov.modelfacts import DTYPE_BYTES, ModelFacts, Quantization
 from aiprov.problems import Problem
@@ -79,7 +79,7 @@ def _entry_spec() -> dict[str, Any]:
     Required options stay optional here: the plan needs no served_name, and the
     schema check reports a missing one.
     """
-    options = validate.specs().get("vllm_service", {}).get(SERVICES_KEY, {}).get("options", {})
+    options = schema.specs().get("vllm_service", {}).get(SERVICES_KEY, {}).get("options", {})
     drop = ("description", "version_added", "required")
     return {
         name: {k: v for k, v in spec.items() if k not in drop} for name, spec in options.items()

@@ -1,115 +1,56 @@
-"""Check an inventory's aiprov variables before any host is touched.
+"""Check an inventory before any host is touched: one rule set, in one place.
 
-The schema is the roles' own meta/argument_specs.yml (the same specs Ansible
-enforces when a role starts) plus data/fleet_spec.yml for the fleet-wide
-`aiprov_*` variables. Each variable is validated on its own, so every problem
-names the file where the value was set and its key.
+`aiprov validate`, every `aiprov bootstrap`/`models pull` and the playbooks'
+own preflight (playbooks/action_plugins/aiprov_validate.py) all run RULES.
+A rule is a pure function of the loaded inventory that yields Problems
+(`FILE: KEY: message`); add one by appending it to RULES.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Callable, Iterable
-from functools import cache
-from typing import Any
 
-import yaml
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
-from aiprov import paths
-from aiprov.inventory import Host, Inventory, origin_file
+from aiprov import checks_mirrors, checks_stacks, gpu_checks, models_checks, schema, vllm_checks
+from aiprov.inventory import Inventory
 from aiprov.problems import Problem
 
-# A semantic check takes the loaded inventory and yields problems.
-Check = Callable[[Inventory], Iterable[Problem]]
-_CHECKS: list[Check] = []
+Rule = Callable[[Inventory], Iterable[Problem]]
 
 
-def register(check: Check) -> Check:
-    """Decorator: add a semantic check that runs after the schema check."""
-    _CHECKS.append(check)
-    return check
+def check_loading(inventory: Inventory) -> Iterable[Problem]:
+    """What Ansible skipped or overrode while loading: values the hosts would not get."""
+    return inventory.load_problems
 
 
-@cache
-def specs() -> dict[str, dict[str, dict[str, Any]]]:
-    """Variable specs keyed by prefix: {"base": {"base_extra_packages": {...}}, ...}."""
-    found: dict[str, dict[str, dict[str, Any]]] = {}
-    for spec_file in sorted(paths.roles_dir().glob("*/meta/argument_specs.yml")):
-        role = spec_file.parent.parent.name
-        data = yaml.safe_load(spec_file.read_text()) or {}
-        options = data.get("argument_specs", {}).get("main", {}).get("options", {}) or {}
-        found[role] = options
-    fleet = yaml.safe_load((paths.data_dir() / "fleet_spec.yml").read_text())
-    found["aiprov"] = fleet["options"]
-    return found
+# In order: loading, then each variable's schema, then what the schemas cannot say.
+RULES: tuple[Rule, ...] = (
+    check_loading,
+    schema.check_schema,
+    models_checks.check_models_catalog,
+    gpu_checks.check_gpu_stack,
+    checks_mirrors.check_mirror_urls,
+    checks_mirrors.check_python_envs,
+    checks_mirrors.check_docker_runtime,
+    vllm_checks.check_models,
+    vllm_checks.check_parallelism,
+    vllm_checks.check_memory,
+    vllm_checks.check_ports,
+    vllm_checks.check_quantization,
+    vllm_checks.check_vllm_args,
+    checks_stacks.check_dify,
+    checks_stacks.check_dify_reaches_vllm,
+    checks_stacks.check_mineru,
+)
 
 
-def _prefix_of(key: str) -> str | None:
-    # Longest prefix first: "vllm_service_x" belongs to vllm_service, not to a "vllm" role.
-    for prefix in sorted(specs(), key=len, reverse=True):
-        if key.startswith(prefix + "_"):
-            return prefix
-    return None
-
-
-_TAGGED_TYPE = re.compile(r"<class 'ansible\.[\w.]*\._AnsibleTagged(\w+)'>")
-
-
-def _clean(text: str) -> str:
-    """Ansible's messages, minus the internal class names of tagged values."""
-    text = _TAGGED_TYPE.sub(lambda m: m.group(1).lower(), str(text))
-    return " ".join(text.split())
-
-
-def _check_value(key: str, spec: dict[str, Any], value: Any) -> list[str]:
-    """Validate one variable against its argument spec; return the messages."""
-    validator = ArgumentSpecValidator({key: _strip_docs(spec)})
-    result = validator.validate({key: value})
-    return [_clean(error) for error in result.error_messages]
-
-
-def _strip_docs(spec: dict[str, Any]) -> dict[str, Any]:
-    """ArgumentSpecValidator rejects documentation-only keys in nested options."""
-    keep = {k: v for k, v in spec.items() if k not in ("description", "version_added")}
-    if "options" in keep:
-        keep["options"] = {name: _strip_docs(sub) for name, sub in keep["options"].items()}
-    return keep
-
-
-def schema_problems(host: Host, default_file: str) -> list[Problem]:
-    problems = []
-    for key, value in sorted(host.vars.items()):
-        prefix = _prefix_of(key)
-        if prefix is None:
-            continue
-        options = specs()[prefix]
-        file = origin_file(value, default_file)
-        if key not in options:
-            # Internal variables (leading underscore) never come from inventories.
-            hint = difflib.get_close_matches(key, list(options), n=1)
-            message = "unknown variable"
-            if hint:
-                message += f"; did you mean '{hint[0]}'?"
-            problems.append(Problem(file, key, message))
-            continue
-        if isinstance(value, str) and "{{" in value:
-            continue  # a template: Ansible validates the rendered value at run time
-        for message in _check_value(key, options[key], value):
-            problems.append(Problem(file, key, message))
-    return problems
-
-
-def validate(inventory: Inventory, default_file: str) -> list[Problem]:
+def validate(inventory: Inventory) -> list[Problem]:
     """All problems in the inventory, deduplicated across hosts, errors first."""
     found: set[Problem] = set()
-    for host in inventory.hosts:
-        found.update(schema_problems(host, default_file))
-    for check in _CHECKS:
-        found.update(check(inventory))
+    for rule in RULES:
+        found.update(rule(inventory))
     return sorted(found, key=lambda p: (p.severity != "error", p.file, p.key, p.message))
 
 
-# Checks that live in their own modules register themselves on import.
-from aiprov import checks_mirrors  # noqa: E402, F401
+def errors(problems: Iterable[Problem], strict: bool = False) -> list[Problem]:
+    """The problems that refuse a run (with strict, warnings too)."""
+    return [p for p in problems if strict or p.severity == "error"]

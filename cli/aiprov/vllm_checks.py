@@ -1,6 +1,6 @@
 """Semantic checks of vllm_service_services that the argument spec cannot express.
 
-Registered with `validate.register`; each yields `FILE: KEY: message` problems
+Rules of validate.RULES; each yields `FILE: KEY: message` problems
 with a hint to fix. Model facts come from aiprov.modelfacts, memory from
 aiprov.plan, vLLM options from aiprov.vllmflags.
 """
@@ -19,7 +19,6 @@ from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.modelfacts import ModelFacts
 from aiprov.plan import SERVICES_KEY, Service
 from aiprov.problems import Problem
-from aiprov.validate import register
 
 # vLLM options the role renders from a service's keys; extra_args must not repeat them.
 FLAG_KEYS = {
@@ -91,7 +90,6 @@ def _version(host: Host) -> str | None:
     return str(version) if version is not None else None
 
 
-@register
 def check_models(inventory: Inventory) -> Iterator[Problem]:
     """Each service names a models_catalog id whose architecture aiprov knows."""
     for host, services, default in _hosts_with_services(inventory):
@@ -168,7 +166,6 @@ def _parallel_problems(service: Service, facts: ModelFacts | None, default: str,
         )
 
 
-@register
 def check_parallelism(inventory: Inventory) -> Iterator[Problem]:
     """TP divides the heads (and the KV-head rule), PP × TP = GPUs, GPU indexes exist."""
     for host, services, default in _hosts_with_services(inventory):
@@ -202,7 +199,6 @@ def check_parallelism(inventory: Inventory) -> Iterator[Problem]:
                 )
 
 
-@register
 def check_memory(inventory: Inventory) -> Iterator[Problem]:
     """Fractions on a GPU stay under the safe bound, weights and one sequence fit each share."""
     default = _default_file(inventory)
@@ -237,7 +233,6 @@ def _other_ports(host: Host) -> dict[int, str]:
     return taken
 
 
-@register
 def check_ports(inventory: Inventory) -> Iterator[Problem]:
     """Ports unique per host, unprivileged, and clear of the other stacks."""
     for host, services, default in _hosts_with_services(inventory):
@@ -309,7 +304,6 @@ def _quantization_problems(service: Service, facts: ModelFacts | None, flags, de
         )
 
 
-@register
 def check_quantization(inventory: Inventory) -> Iterator[Problem]:
     """The quantization method matches the model's checkpoint."""
     for host, services, default in _hosts_with_services(inventory):
@@ -334,7 +328,6 @@ def role_argv():
     return module.service_argv
 
 
-@register
 def check_vllm_args(inventory: Inventory) -> Iterator[Problem]:
     """Every vLLM option exists in the pinned version, spelled exactly."""
     for host, services, default in _hosts_with_services(inventory):
