@@ -217,7 +217,7 @@ def _skipped_entries(directory: Path, parents: frozenset[Path] = frozenset()) ->
 
 
 @contextlib.contextmanager
-def collected_warnings() -> Iterator[list[Problem]]:
+def collected_warnings(default_file: str) -> Iterator[list[Problem]]:
     """Ansible's warnings inside the block, as problems, instead of on stderr.
 
     A duplicated key in one YAML file is only a warning to Ansible (the last
@@ -230,14 +230,15 @@ def collected_warnings() -> Iterator[list[Problem]]:
     with DeferredWarningContext(variables={}) as context:
         yield found
     for warning in context.get_warnings():
-        found.append(_warning_problem(warning.event.msg, warning.event.formatted_source_context))
+        event = warning.event
+        found.append(_warning_problem(event.msg, event.formatted_source_context, default_file))
 
 
-def _warning_problem(message: str, source_context: str | None) -> Problem:
+def _warning_problem(message: str, source_context: str | None, default_file: str) -> Problem:
     text = " ".join(str(message).split())
     origin = _ORIGIN.search(source_context or "")
     path = _PATH_IN_TEXT.search(text)
-    file = origin.group("path") if origin else path.group(1) if path else "(inventory)"
+    file = origin.group("path") if origin else path.group(1) if path else default_file
     duplicate = _DUPLICATE_KEY.search(text)
     if duplicate:
         key = duplicate.group("key")
@@ -275,7 +276,7 @@ def load(
     display = Display()
     saved_verbosity = display.verbosity
     try:
-        with collected_warnings() as warnings:
+        with collected_warnings(str(path)) as warnings:
             manager = InventoryManager(loader=loader, sources=sources)
             variables = VariableManager(loader=loader, inventory=manager)
             if extra_vars:
