@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from aiprov import __version__, profiles, progress, runner, sandbox
+from aiprov import __version__, profiles, progress, runner, sandbox, vault
 from aiprov.problems import InputError
 
 console = Console(highlight=False)
@@ -128,12 +128,51 @@ def _ansible_options(func):
     return func
 
 
+def _vault_options(func):
+    """--vault-password-file, --ask-vault-pass and --vault-id, as one `vault_options` argument.
+
+    Put it under _friendly_errors. A prompted password is read here, once.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, vault_password_file, ask_vault_pass, vault_id, **kwargs):
+        kwargs["vault_options"] = vault.gather(
+            vault_password_file, vault_id, ask_vault_pass, ask=_ask_vault_password
+        )
+        return func(*args, **kwargs)
+
+    options = [
+        click.option(
+            "--vault-password-file", multiple=True, metavar="FILE",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Ansible Vault password file or script (repeatable); "
+            "ANSIBLE_VAULT_PASSWORD_FILE is read too.",
+        ),
+        click.option(
+            "--ask-vault-pass", is_flag=True,
+            help="Ask for the vault password (once: Ansible is not asked again).",
+        ),
+        click.option(
+            "--vault-id", multiple=True, metavar="[LABEL@]SOURCE",
+            help="Vault id: a password file, a script or 'prompt' (repeatable); "
+            "default ANSIBLE_VAULT_IDENTITY_LIST.",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _ask_vault_password(label: str) -> str:
+    return click.prompt(vault.prompt_text(label), hide_input=True, err=True)
+
+
 def _run_playbook(playbook: str, title: str, **opts) -> None:
     options = runner.RunOptions(
         inventory=opts["inventory"], playbook=playbook, limit=opts["limit"], tags=opts["tags"],
         skip_tags=opts["skip_tags"], check=opts["check"], diff=opts["diff"],
         extra_vars=list(opts["extra_vars"]), forks=opts["forks"], verbosity=opts["verbose"],
-        mitogen=opts["mitogen"],
+        mitogen=opts["mitogen"], vault=opts["vault_options"],
     )  # fmt: skip
     interrupted = {"flag": False}
 
@@ -159,6 +198,7 @@ def _run_playbook(playbook: str, title: str, **opts) -> None:
 @main.command()
 @_ansible_options
 @_friendly_errors
+@_vault_options
 def bootstrap(**opts) -> None:
     """Bring hosts from bare OS to serving models (playbooks/bootstrap.yml).
 
@@ -183,6 +223,7 @@ def models_group() -> None:
 @models_group.command("pull")
 @_ansible_options
 @_friendly_errors
+@_vault_options
 def models_pull(**opts) -> None:
     """Fetch the catalog models each host needs: verified, resumable, once per fleet.
 
@@ -221,7 +262,8 @@ def init(directory: Path, profile: str, force: bool) -> None:
 )
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 @_friendly_errors
-def validate_command(inventory: str, strict: bool) -> None:
+@_vault_options
+def validate_command(inventory: str, strict: bool, vault_options: vault.VaultOptions) -> None:
     """Check every aiprov variable in an inventory; never contacts a host.
 
     Prints each problem as FILE: KEY: message and exits 4; exits 0 when clean.
@@ -233,7 +275,7 @@ def validate_command(inventory: str, strict: bool) -> None:
     from aiprov import inventory as inventory_module
     from aiprov import validate
 
-    loaded = inventory_module.load(inventory)
+    loaded = inventory_module.load(inventory, vault_options=vault_options)
     found = validate.validate(loaded)
     progress.problems(err_console, found)
     if validate.errors(found, strict):
@@ -270,8 +312,14 @@ def _output_file(ctx: click.Context, param: click.Parameter, value: Path | None)
     help="Where model files are (DIR/<id>/config.json); else the built-in catalog. Repeatable.",
 )  # fmt: skip
 @_friendly_errors
+@_vault_options
 def plan_command(
-    inventory: str, host: str | None, fmt: str, output: Path | None, models_dir: tuple[Path, ...]
+    inventory: str,
+    host: str | None,
+    fmt: str,
+    output: Path | None,
+    models_dir: tuple[Path, ...],
+    vault_options: vault.VaultOptions,
 ) -> None:
     """Show what each vLLM service takes on each GPU: weights, KV cache, free memory.
 
@@ -289,7 +337,7 @@ def plan_command(
     from aiprov import plan, plan_svg, schema
     from aiprov.problems import Problem
 
-    loaded = inventory_module.load(inventory)
+    loaded = inventory_module.load(inventory, vault_options=vault_options)
     if host and host not in {h.name for h in loaded.hosts}:
         raise InputError([Problem(inventory, "--host", f"the inventory has no host '{host}'")])
     found_schema = set(schema.check_schema(loaded))
@@ -327,7 +375,10 @@ def plan_command(
 @click.option("-l", "--limit", help="Ask these hosts only (Ansible pattern).")
 @click.option("--json", "as_json", is_flag=True, help="Print the documented JSON document.")
 @_friendly_errors
-def doctor_command(inventory: str, limit: str | None, as_json: bool) -> None:
+@_vault_options
+def doctor_command(
+    inventory: str, limit: str | None, as_json: bool, vault_options: vault.VaultOptions
+) -> None:
     """Show each host's OS, kernel, Secure Boot, nouveau, driver, GPUs, NVSwitches and
     CUDA toolkit, and what is missing against the inventory. Changes nothing.
 
@@ -345,7 +396,7 @@ def doctor_command(inventory: str, limit: str | None, as_json: bool) -> None:
     from aiprov import doctor
 
     with err_console.status("asking the hosts…"):
-        reports = doctor.doctor(inventory, limit)
+        reports = doctor.doctor(inventory, limit, vault_options)
     if as_json:
         click.echo(json.dumps(doctor.to_json(reports), indent=2))
     else:
