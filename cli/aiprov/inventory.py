@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiprov import paths
+from aiprov import paths, yaml_guard
 from aiprov.problems import InputError, Problem
 
 # Must be set before ansible's constants are imported: a source that no
@@ -265,6 +265,7 @@ def load(
         raise InputError([Problem(str(path), "(inventory)", "no such file or directory")])
     if path.is_file() and path.stat().st_size == 0:
         raise InputError([Problem(str(path), "(inventory)", "the inventory file is empty")])
+    yaml_guard.check(path)  # alias bombs and huge files, before Ansible parses them
 
     sources = [str(paths.families_inventory()), str(path.resolve())]
     loader = DataLoader()
