@@ -10,7 +10,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from ansible.parsing.vault import VaultLib, VaultSecret
 from click.testing import CliRunner
 
 from aiprov import inventory, paths, runner, vault
@@ -22,6 +21,9 @@ API_KEY = "sk-aiprov-test-vault-0461"  # what the vaulted values decrypt to
 
 
 def encrypt(text: str, password: str = PASSWORD, label: str | None = None) -> str:
+    # Imported here: aiprov.inventory sets Ansible's settings before Ansible first loads.
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
     secrets = [(label or "default", VaultSecret(password.encode()))]
     return VaultLib(secrets).encrypt(text, vault_id=label).decode()
 
@@ -43,13 +45,17 @@ def assert_bad_input(result, line):
     assert API_KEY not in result.output
 
 
-def a10_inventory(tmp_path: Path, name: str = "inv") -> Path:
-    """The a10-4x example inventory (it validates), without an API key, in a tmp dir."""
+def a10_inventory(tmp_path: Path, name: str = "inv", inline_key: bool = True) -> Path:
+    """The a10-4x example inventory (it validates) in a tmp dir, its API key an inline
+    !vault value in group_vars/all.yml (the README's way), or no key at all."""
     inv = tmp_path / name
     shutil.copytree(paths.profiles_dir() / "a10-4x", inv)
     group_vars = inv / "group_vars" / "all.yml"
     lines = group_vars.read_text().splitlines(keepends=True)
-    group_vars.write_text("".join(x for x in lines if not x.startswith("vllm_service_api_key:")))
+    kept = [line for line in lines if not line.startswith("vllm_service_api_key:")]
+    if inline_key:
+        kept.append(inline("vllm_service_api_key", API_KEY))
+    group_vars.write_text("".join(kept))
     return inv
 
 
@@ -70,16 +76,13 @@ def wrong_password_file(tmp_path):
 @pytest.fixture
 def inline_inv(tmp_path):
     """The README's way: the API key as an inline !vault value in group_vars/all.yml."""
-    inv = a10_inventory(tmp_path, "inline")
-    with (inv / "group_vars" / "all.yml").open("a") as handle:
-        handle.write(inline("vllm_service_api_key", API_KEY))
-    return inv
+    return a10_inventory(tmp_path, "inline")
 
 
 @pytest.fixture
 def file_inv(tmp_path):
     """A whole group_vars file encrypted with ansible-vault."""
-    inv = a10_inventory(tmp_path, "file")
+    inv = a10_inventory(tmp_path, "file", inline_key=False)
     (inv / "group_vars" / "a10.yml").write_text(encrypt(f"vllm_service_api_key: {API_KEY}\n"))
     return inv
 
@@ -198,6 +201,26 @@ def test_nested_vaulted_values_are_decrypted(tmp_path, password_file):
     )
 
 
+def test_an_encrypted_hosts_file(tmp_path, password_file, wrong_password_file):
+    inv = a10_inventory(tmp_path)
+    hosts = inv / "hosts.yml"
+    hosts.write_text(encrypt(hosts.read_text()))
+    result = invoke(["validate", "-i", str(inv)])
+    assert_bad_input(result, f"{hosts}: (file): {vault.NO_PASSWORD}")
+    result = invoke(["validate", "-i", str(inv), "--vault-password-file", wrong_password_file])
+    assert_bad_input(result, f"{hosts}: (file): {vault.WRONG_PASSWORD}")
+    result = invoke(["validate", "-i", str(inv), "--vault-password-file", password_file])
+    assert result.exit_code == 0, result.output
+
+
+def test_broken_yaml_in_an_encrypted_file_is_not_blamed_on_the_password(tmp_path, password_file):
+    inv = a10_inventory(tmp_path)
+    (inv / "group_vars" / "a10.yml").write_text(encrypt("a: [1\n"))
+    result = invoke(["validate", "-i", str(inv), "--vault-password-file", password_file])
+    assert result.exit_code == runner.EXIT_BAD_INPUT, result.output
+    assert "YAML" in result.output and "Vault" not in result.output
+
+
 # --- --ask-vault-pass ------------------------------------------------------------------
 
 
@@ -216,7 +239,7 @@ def test_ask_vault_pass_with_a_wrong_password(inline_inv):
 
 
 def test_a_labelled_prompt(tmp_path):
-    inv = a10_inventory(tmp_path)
+    inv = a10_inventory(tmp_path, inline_key=False)
     with (inv / "group_vars" / "all.yml").open("a") as handle:
         ciphertext = encrypt(API_KEY, label="prod")
         handle.write("vllm_service_api_key: !vault |\n")

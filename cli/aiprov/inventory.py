@@ -290,7 +290,7 @@ def load(
                 hosts.append(Host(name=host.name, groups=groups, vars=visible))
     except AnsibleError as error:
         problem = _explain(error, str(path))
-        if vault.is_vault_error(error):  # a whole file is encrypted
+        if vault.cannot_decrypt(error, problem.file, secrets):
             problem = Problem(problem.file, problem.key, vault.failure_message(bool(secrets)))
         raise InputError([problem]) from None
     finally:

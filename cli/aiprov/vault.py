@@ -28,6 +28,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import (
     AnsibleVaultError,
     EncryptedString,
+    VaultLib,
     VaultSecret,
     VaultSecretsContext,
     is_encrypted_file,
@@ -134,8 +135,14 @@ def activate(found: list[tuple[str, VaultSecret]]) -> None:
         current.secrets = found
 
 
-def is_vault_error(error: BaseException) -> bool:
-    """Whether Ansible failed to decrypt something (the cause may be wrapped)."""
+def cannot_decrypt(error: BaseException, file: str, found: list[tuple[str, VaultSecret]]) -> bool:
+    """Whether Ansible failed for want of the right vault password: a decryption error
+    (its cause may be wrapped), or an error about an encrypted file `found` can't open."""
+    if is_encrypted(file):
+        try:
+            VaultLib(found).decrypt(Path(file).read_bytes())
+        except AnsibleError:
+            return True
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, AnsibleVaultError):
@@ -175,7 +182,7 @@ def reveal(
     elif isinstance(value, list):
         for index, item in enumerate(value):
             value[index] = reveal(f"{name}[{index}]", item, origin, have_secrets, problems)
-    elif _is_scalar(value) and _from_encrypted_file(origin(value)):
+    elif _is_scalar(value) and is_encrypted(origin(value)):
         hide_secret(str(value))
     return value
 
@@ -184,7 +191,8 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
-def _from_encrypted_file(path: str) -> bool:
+def is_encrypted(path: str) -> bool:
+    """Whether `path` is a file encrypted with ansible-vault."""
     if not path or not Path(path).is_file():
         return False
     return _encrypted(path, Path(path).stat().st_mtime_ns)
