@@ -224,6 +224,13 @@ def test_broken_yaml_in_an_encrypted_file_is_not_blamed_on_the_password(tmp_path
 # --- --ask-vault-pass ------------------------------------------------------------------
 
 
+def test_ansible_ask_vault_pass_is_honoured(inline_inv, monkeypatch):
+    monkeypatch.setenv("ANSIBLE_ASK_VAULT_PASS", "true")
+    result = invoke(["validate", "-i", str(inline_inv)], input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Vault password") == 1
+
+
 def test_ask_vault_pass_prompts_once(vaulted_inv):
     result = invoke(["validate", "-i", str(vaulted_inv), "--ask-vault-pass"], input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
@@ -329,6 +336,20 @@ def test_ask_vault_pass_is_asked_once_and_handed_over_privately(
     assert not Path(path).parent.exists()
     runs = tmp_path / "runs"
     assert PASSWORD not in _all_text(runs) and API_KEY not in _all_text(runs)
+
+
+def test_an_encrypted_extra_vars_file_opens_or_is_refused(
+    inline_inv, password_file, wrong_password_file, fake_run, tmp_path
+):
+    secrets = tmp_path / "secrets.yml"
+    secrets.write_text(encrypt("hf_token: hf_aiprov_test_0465\n"))
+    args = ["bootstrap", "-i", str(inline_inv), "-e", f"@{secrets}"]
+    result = invoke([*args, "--vault-password-file", password_file])
+    assert result.exit_code == 0, result.output
+    assert f"-e @{secrets}" in fake_run[0].kwargs["cmdline"]  # by path, Ansible decrypts it
+    result = invoke([*args, "--vault-password-file", wrong_password_file])
+    assert_bad_input(result, f"{secrets}: (extra vars): {vault.WRONG_PASSWORD}")
+    assert len(fake_run) == 1
 
 
 def test_doctor_hands_the_vault_to_ansible(inline_inv, monkeypatch):

@@ -346,10 +346,19 @@ def check(options: RunOptions) -> None:
     """
     if options.forks is not None and options.forks < 1:
         raise InputError([Problem("--forks", str(options.forks), "must be at least 1")])
-    parse_extra_vars(options.extra_vars)
+    _, var_files = parse_extra_vars(options.extra_vars)
+    _check_encrypted_vars_files(var_files, options.vault)
     inventory.load(options.inventory, vault_options=options.vault)
     if options.limit:
         limit_hosts(options.inventory, options.limit, options.vault)
+
+
+def _check_encrypted_vars_files(var_files: list[str], vault_options: VaultOptions) -> None:
+    """An -e @FILE encrypted with Ansible Vault must open with the vault passwords given."""
+    found = vault.secrets(vault_options)
+    for path in var_files:
+        if vault.is_encrypted(path) and not vault.decrypts(path, found):
+            raise InputError([Problem(path, "(extra vars)", vault.failure_message(bool(found)))])
 
 
 def limit_hosts(

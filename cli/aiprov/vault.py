@@ -138,17 +138,23 @@ def activate(found: list[tuple[str, VaultSecret]]) -> None:
 def cannot_decrypt(error: BaseException, file: str, found: list[tuple[str, VaultSecret]]) -> bool:
     """Whether Ansible failed for want of the right vault password: a decryption error
     (its cause may be wrapped), or an error about an encrypted file `found` can't open."""
-    if is_encrypted(file):
-        try:
-            VaultLib(found).decrypt(Path(file).read_bytes())
-        except AnsibleError:
-            return True
+    if is_encrypted(file) and not decrypts(file, found):
+        return True
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, AnsibleVaultError):
             return True
         cause = cause.__cause__ or cause.__context__
     return False
+
+
+def decrypts(path: str, found: list[tuple[str, VaultSecret]]) -> bool:
+    """Whether one of the secrets `found` opens the encrypted file at `path`."""
+    try:
+        VaultLib(found).decrypt(Path(path).read_bytes())
+    except AnsibleError:
+        return False
+    return True
 
 
 def failure_message(have_secrets: bool) -> str:
