@@ -305,7 +305,7 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 def _check_vars_file(path: Path) -> None:
     """An -e @FILE must hold a mapping, as ansible-playbook will read it.
 
-    A Vault-encrypted file is passed on unread: only Ansible has its password.
+    A Vault-encrypted file is left to check(), which has the vault passwords.
     """
     from ansible.errors import AnsibleError
     from ansible.parsing.dataloader import DataLoader
