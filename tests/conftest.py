@@ -14,6 +14,8 @@ def _isolated_runs(tmp_path, monkeypatch):
     """Every test writes run artifacts under its own tmp dir."""
     monkeypatch.setenv("AIPROV_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CONTAINERS_CONF", os.environ.get("CONTAINERS_CONF", str(CONTAINERS_CONF)))
+    # The example inventories read their vLLM API key from it.
+    monkeypatch.setenv("AIPROV_VLLM_API_KEY", "test-key")
 
 
 def _podman_ready() -> bool:

@@ -101,10 +101,10 @@ def test_mineru_problems(entry, profiles, expected):
     assert problems[0].startswith("inv.yml: ")
 
 
-def test_dify_without_checksum_is_a_warning():
+def test_dify_without_checksum_is_an_error():
     inventory = _inventory(dify_enabled=True)
     found = list(checks_stacks.check_dify(inventory))
-    assert [p.severity for p in found] == ["warning"]
+    assert [p.severity for p in found] == ["error"]
     assert found[0].key == "dify_source_checksum"
     good = _inventory(dify_enabled=True, dify_source_checksum="sha256:" + "a" * 64)
     assert list(checks_stacks.check_dify(good)) == []
@@ -120,11 +120,7 @@ def test_l20_inventory_counts_mineru_in_the_plan():
     fractions = [round(g.fraction, 2) for g in host_plan.gpus]
     assert fractions == [0.75] * 4 + [0.71, 0.71, 0.81, 0.81]
     assert not [p for p in host_plan.problems if p.severity == "error"]
-    assert _problems(loaded) == [
-        f"{REPO}/inventories/l20-8x/host_vars/l20-01.yml: dify_source_checksum: warning: "
-        'set it to "sha256:<hex>" of the Dify release archive (sha256sum on the file you '
-        "fetch or mirror): the dify role refuses an archive it cannot verify"
-    ]
+    assert _problems(loaded) == []
 
 
 def test_dify_warns_about_vllm_on_loopback():

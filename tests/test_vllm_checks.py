@@ -29,6 +29,7 @@ def test_cpu_host_with_the_tests_tiny_model_passes(tmp_path):
             "host_vars/box.yml": """
 aiprov_gpu_family: cpu
 aiprov_gpu_count: 0
+vllm_service_api_key: "{{ lookup('ansible.builtin.env', 'AIPROV_VLLM_API_KEY') }}"
 models_catalog:
   - {id: tiny-qwen2, hub: huggingface, repo: aiprov/tiny-qwen2, revision: main}
 vllm_service_version: "0.32.0"
@@ -81,6 +82,7 @@ def test_an_unknown_model_is_a_warning_that_strict_turns_into_failure(tmp_path):
         {
             "hosts.yml": "all:\n  children:\n    a10:\n      hosts:\n        g:\n",
             "host_vars/g.yml": """
+vllm_service_api_key: "{{ lookup('ansible.builtin.env', 'AIPROV_VLLM_API_KEY') }}"
 models_catalog:
   - {id: mystery, hub: huggingface, repo: someone/mystery-7b, revision: main}
 vllm_service_services:

@@ -85,7 +85,7 @@ def test_installed_wheel_uses_its_own_content(wheel, tmp_path):
             "-i",
             str(target / "aiprov/share/inventories/l20-8x"),
         ],
-        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "AIPROV_VLLM_API_KEY": "k"},
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -16,36 +16,34 @@ from urllib.parse import urlsplit
 
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.problems import Problem
+from aiprov.templating import rendered
 
-# Variables holding one URL, and variables holding a list of URLs.
+# Variables holding one URL (empty: the mirror preset's), variables that must
+# hold one, and variables holding a list of URLs.
 _URL_KEYS = (
     "python_env_pip_index_url",
     "python_env_conda_pkgs_url",
     "python_env_conda_cloud_url",
     "python_env_miniconda_url",
-    "docker_ce_repo_url",
-    "docker_nvidia_toolkit_repo_url",
 )
+_REQUIRED_URL_KEYS = ("docker_ce_repo_url", "docker_nvidia_toolkit_repo_url")
 _URL_LIST_KEYS = ("python_env_pip_extra_index_urls", "docker_registry_mirrors")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and "{{" in value
+_HOST = re.compile(r"^https?://[^/\s]+")
 
 
 def url_problem(url: Any) -> str | None:
     """Why `url` is not a usable mirror URL, or None when it is."""
     if not isinstance(url, str):
         return None  # the schema reports the wrong type
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https"):
-        shown = f"'{parts.scheme}://'" if parts.scheme else "no scheme"
-        return f"'{url}' has {shown}: mirror URLs must start with http:// or https://"
-    if not parts.hostname:
-        return f"'{url}' names no host"
-    if any(c.isspace() for c in url.strip()):
+    if any(c.isspace() for c in url):
         return f"'{url}' contains whitespace"
+    if not url.startswith(("http://", "https://")):
+        scheme = urlsplit(url).scheme
+        shown = f"'{scheme}://'" if scheme else "no scheme"
+        return f"'{url}' has {shown}: mirror URLs must start with http:// or https://"
+    if not _HOST.match(url):
+        return f"'{url}' names no host"
     return None
 
 
@@ -56,11 +54,13 @@ def _where(host: Host, key: str, default: str) -> str:
 def check_mirror_urls(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     for host in inventory.hosts:
-        for key in _URL_KEYS:
-            value = host.vars.get(key)
-            if not value or _is_template(value):
+        for key in _URL_KEYS + _REQUIRED_URL_KEYS:
+            if key not in host.vars:
+                continue  # the role's default
+            value = _rendered_url(host, host.vars[key])
+            if value is None or (key in _URL_KEYS and not value):
                 continue  # empty takes the preset's URL
-            message = url_problem(value)
+            message = url_problem(value) if value else "must be an http:// or https:// URL"
             if message:
                 yield Problem(_where(host, key, default), key, message)
         for key in _URL_LIST_KEYS:
@@ -68,11 +68,28 @@ def check_mirror_urls(inventory: Inventory) -> Iterator[Problem]:
             if not isinstance(values, list):
                 continue
             for index, value in enumerate(values):
-                if _is_template(value):
-                    continue
-                message = url_problem(value)
+                message = url_problem(_rendered_url(host, value))
                 if message:
                     yield Problem(_where(host, key, default), f"{key}[{index}]", message)
+
+
+# A value only the run can tell (its template names a host fact, say).
+_UNKNOWN = object()
+
+
+def _rendered_value(host: Host, value: Any) -> Any:
+    """The value the run will use, or _UNKNOWN."""
+    from ansible.errors import AnsibleError
+
+    try:
+        return rendered(host, value)
+    except AnsibleError:
+        return _UNKNOWN
+
+
+def _rendered_url(host: Host, value: Any) -> Any:
+    found = _rendered_value(host, value)
+    return None if found is _UNKNOWN else found
 
 
 def check_python_envs(inventory: Inventory) -> Iterator[Problem]:
@@ -80,8 +97,8 @@ def check_python_envs(inventory: Inventory) -> Iterator[Problem]:
     for host in inventory.hosts:
         conda = host.vars.get("python_env_miniconda_enabled") is True
         if conda:
-            checksum = host.vars.get("python_env_miniconda_sha256")
-            if not _is_template(checksum) and not (
+            checksum = _rendered_value(host, host.vars.get("python_env_miniconda_sha256"))
+            if checksum is not _UNKNOWN and not (
                 isinstance(checksum, str) and _SHA256.match(checksum)
             ):
                 yield Problem(
@@ -123,8 +140,8 @@ def check_python_envs(inventory: Inventory) -> Iterator[Problem]:
 def check_docker_runtime(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     for host in inventory.hosts:
-        wanted = host.vars.get("docker_default_runtime")
-        if not wanted or not isinstance(wanted, str) or _is_template(wanted):
+        wanted = _rendered_value(host, host.vars.get("docker_default_runtime"))
+        if not wanted or not isinstance(wanted, str):
             continue
         known = ["runc"]
         if host.vars.get("docker_nvidia_runtime_enabled", True) is not False:

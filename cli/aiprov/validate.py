@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from aiprov import checks_mirrors, checks_stacks, gpu_checks, models_checks, schema, vllm_checks
+from aiprov import (
+    checks_mirrors,
+    checks_secrets,
+    checks_stacks,
+    gpu_checks,
+    models_checks,
+    schema,
+    vllm_checks,
+)
 from aiprov.inventory import Inventory
 from aiprov.problems import Problem
 
@@ -32,11 +40,13 @@ RULES: tuple[Rule, ...] = (
     checks_mirrors.check_python_envs,
     checks_mirrors.check_docker_runtime,
     vllm_checks.check_models,
+    vllm_checks.check_service_names,
     vllm_checks.check_parallelism,
     vllm_checks.check_memory,
     vllm_checks.check_ports,
     vllm_checks.check_quantization,
     vllm_checks.check_vllm_args,
+    checks_secrets.check_api_keys,
     checks_stacks.check_dify,
     checks_stacks.check_dify_reaches_vllm,
     checks_stacks.check_mineru,

@@ -8,6 +8,7 @@ aiprov.plan, vLLM options from aiprov.vllmflags.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -50,6 +51,7 @@ QUANT_FAMILIES = {
     "gptq": {"gptq", "gptq_marlin", "gptq_marlin_24", "gptq_bitblas"},
     "fp8": {"fp8", "fbgemm_fp8", "modelopt"},
 }
+SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # Methods vLLM applies to an unquantized checkpoint while loading it.
 ONLINE_METHODS = {"fp8", "bitsandbytes", "experts_int8", "torchao"}
 
@@ -233,20 +235,34 @@ def _other_ports(host: Host) -> dict[int, str]:
     return taken
 
 
+def check_service_names(inventory: Inventory) -> Iterator[Problem]:
+    """Names become unit names (aiprov-vllm-<name>.service): unique, [a-z0-9-]."""
+    for _host, services, default in _hosts_with_services(inventory):
+        names: set[str] = set()
+        for service in services:
+            file, key = service.file("name", default), service.key("name")
+            if not SERVICE_NAME.match(service.name):
+                yield Problem(
+                    file,
+                    key,
+                    f"'{service.name}' must be lowercase letters, digits and '-', starting "
+                    "with a letter or digit: it becomes the unit aiprov-vllm-<name>.service",
+                )
+            if service.name in names:
+                yield Problem(
+                    file,
+                    key,
+                    "two services have this name; names become unit names and must differ",
+                )
+            names.add(service.name)
+
+
 def check_ports(inventory: Inventory) -> Iterator[Problem]:
     """Ports unique per host, unprivileged, and clear of the other stacks."""
     for host, services, default in _hosts_with_services(inventory):
         taken = _other_ports(host)
         seen: dict[int, str] = {}
-        names: set[str] = set()
         for service in services:
-            if service.name in names:
-                yield Problem(
-                    service.file("name", default),
-                    service.key("name"),
-                    "two services have this name; names become unit names and must differ",
-                )
-            names.add(service.name)
             port = service.port
             if port is None:
                 continue
