@@ -154,15 +154,22 @@ def local_config(
     models directory holds each model as <id>/, <org>/<name>/ or <name>/.
     """
     for directory in exact:
-        if (Path(directory) / "config.json").is_file():
+        if _is_file(Path(directory) / "config.json"):
             return Path(directory) / "config.json"
     names = [n for n in (model_id, repo, repo.split("/")[-1]) if n and not n.startswith("/")]
     for base in models_dirs:
         for name in names:
             candidate = Path(base) / name / "config.json"
-            if candidate.is_file():
+            if _is_file(candidate):
                 return candidate
     return None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for this system: no file here
+        return False
 
 
 def lookup(

@@ -232,9 +232,16 @@ def models_dirs(host: Host, extra: Iterable[Path] = ()) -> list[Path]:
     dirs = [Path(p) for p in extra]
     dirs += [Path(p) for p in os.environ.get("AIPROV_MODELS_DIR", "").split(os.pathsep) if p]
     root = host.vars.get("models_root")
-    if isinstance(root, str) and Path(root).is_dir():
+    if isinstance(root, str) and _is_dir(root):
         dirs.append(Path(root))
     return dirs
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):  # a name too long for this system: not a directory here
+        return False
 
 
 def catalog_entries(host: Host) -> dict[str, dict[str, Any]]:
