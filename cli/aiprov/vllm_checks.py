@@ -51,7 +51,8 @@ QUANT_FAMILIES = {
     "gptq": {"gptq", "gptq_marlin", "gptq_marlin_24", "gptq_bitblas"},
     "fp8": {"fp8", "fbgemm_fp8", "modelopt"},
 }
-SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# fullmatch, not match with "$": "$" also matches before a final newline ("llm\n").
+SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 # Methods vLLM applies to an unquantized checkpoint while loading it.
 ONLINE_METHODS = {"fp8", "bitsandbytes", "experts_int8", "torchao"}
 
@@ -236,17 +237,18 @@ def _other_ports(host: Host) -> dict[int, str]:
 
 
 def check_service_names(inventory: Inventory) -> Iterator[Problem]:
-    """Names become unit names (aiprov-vllm-<name>.service): unique, [a-z0-9-]."""
+    """Names become unit names (aiprov-vllm-<name>.service): unique, [a-z0-9-], ≤ 64."""
     for _host, services, default in _hosts_with_services(inventory):
         names: set[str] = set()
         for service in services:
             file, key = service.file("name", default), service.key("name")
-            if not SERVICE_NAME.match(service.name):
+            if not SERVICE_NAME.fullmatch(service.name):
                 yield Problem(
                     file,
                     key,
-                    f"'{service.name}' must be lowercase letters, digits and '-', starting "
-                    "with a letter or digit: it becomes the unit aiprov-vllm-<name>.service",
+                    f"{service.name!r} must be lowercase letters, digits and '-' (at most 64), "
+                    "starting with a letter or digit: it becomes the unit "
+                    "aiprov-vllm-<name>.service",
                 )
             if service.name in names:
                 yield Problem(
