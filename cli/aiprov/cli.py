@@ -333,14 +333,15 @@ def plan_command(
     """
     import json
 
+    from aiprov import checks_values, plan, plan_svg, schema
     from aiprov import inventory as inventory_module
-    from aiprov import plan, plan_svg, schema
     from aiprov.problems import Problem
 
     loaded = inventory_module.load(inventory, vault_options=vault_options)
     if host and host not in {h.name for h in loaded.hosts}:
         raise InputError([Problem(inventory, "--host", f"the inventory has no host '{host}'")])
     found_schema = set(schema.check_schema(loaded))
+    found_schema |= set(checks_values.check_non_finite(loaded))  # NaN would crash the plan
     if any(p.severity == "error" for p in found_schema):
         raise InputError(sorted(found_schema))
     plans = plan.plan(loaded, inventory, host, models_dir)

@@ -14,6 +14,7 @@ from aiprov import (
     checks_mirrors,
     checks_secrets,
     checks_stacks,
+    checks_values,
     gpu_checks,
     models_checks,
     schema,
@@ -50,6 +51,17 @@ RULES: tuple[Rule, ...] = (
     checks_stacks.check_dify,
     checks_stacks.check_dify_reaches_vllm,
     checks_stacks.check_mineru,
+    checks_values.check_control_characters,
+    checks_values.check_non_finite,
+    checks_values.check_bool_strings,
+    checks_values.check_minimums,
+    checks_values.check_ports,
+    checks_values.check_urls,
+    checks_values.check_models_values,
+    checks_values.check_gpu_family_groups,
+    checks_values.check_funasr_binding,
+    checks_values.check_plaintext_secrets,
+    checks_values.check_reboot_batch,
 )
 
 
