@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from aiprov import checks_mirrors, paths, schema
+from aiprov import checks_mirrors, paths, schema, yaml_guard
 from aiprov.inventory import Host, Inventory, is_int, origin_file
 from aiprov.problems import Problem
 
@@ -506,7 +506,8 @@ def _hosts_file(inventory: Inventory, host: str) -> str:
         return str(source)
     word = re.compile(rf"(?m)(^|[\s\[,]){re.escape(host)}(\s|:|$|,|\])")
     for candidate in sorted(source.iterdir()) if source.is_dir() else ():
-        if candidate.is_file() and not candidate.name.startswith("."):
+        ignored = candidate.name.startswith(".") or candidate.name.endswith(yaml_guard.IGNORED)
+        if candidate.is_file() and not ignored:
             try:
                 if word.search(candidate.read_text(errors="replace")):
                     return str(candidate)

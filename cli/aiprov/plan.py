@@ -62,7 +62,8 @@ class Service:
 
     @property
     def label(self) -> str:
-        return f"{SERVICES_KEY}[{self.name}]"
+        # Escaped: a name with a newline must not split a FILE: KEY: message line.
+        return f"{SERVICES_KEY}[{self.name.encode('unicode_escape').decode('ascii')}]"
 
     def key(self, option: str) -> str:
         return f"{self.label}.{option}"

@@ -30,8 +30,8 @@ MAX_FILE_BYTES = 256 * 1024  # Ansible takes about 4 s and 80 MB to load this mu
 MAX_ALIAS_NODES = 100_000
 MAX_DEPTH = 100
 # Files Ansible skips in an inventory directory (its INVENTORY_IGNORE_EXTS default).
-_IGNORED = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".cfg")
-_IGNORED += (".retry",)
+IGNORED = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".cfg")
+IGNORED += (".retry",)
 # An alias outside quotes follows the start of a line, a space or a flow indicator.
 _ALIAS = re.compile(rb"(?:^|[\s\[{,:?-])\*[^\s\[\]{},]", re.MULTILINE)
 _VARS_DIRS = ("group_vars", "host_vars")
@@ -62,7 +62,7 @@ def _walk(top: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(top):  # symlinked directories are not followed
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith(".") or name.endswith(_IGNORED):
+            if name.startswith(".") or name.endswith(IGNORED):
                 continue
             path = Path(root) / name
             if path.is_file():
