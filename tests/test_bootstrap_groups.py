@@ -1,4 +1,4 @@
-"""bootstrap.yml's first play: which hosts the GPU and Docker plays take.
+"""bootstrap.yml's play that sorts hosts: which hosts the GPU and Docker plays take.
 
 Runs that play itself (its one group_by task) on local hosts, then reads the
 groups it made, with the variable set in the inventory or by -e as a user
@@ -29,7 +29,8 @@ GROUPS = ["aiprov_gpu_hosts", "aiprov_cpu_hosts", "aiprov_docker_hosts", "aiprov
 
 
 def groups_after_first_play(tmp_path: Path, *extra: str) -> dict[str, list[str]]:
-    sort_play = yaml.safe_load((REPO / "playbooks" / "bootstrap.yml").read_text())[0]
+    plays = yaml.safe_load((REPO / "playbooks" / "bootstrap.yml").read_text())
+    sort_play = next(play for play in plays if play["name"] == "Sort hosts by what they need")
     show = {
         "hosts": "localhost",
         "gather_facts": False,

@@ -384,3 +384,66 @@ def test_a_local_failure_exits_1_in_one_line(monkeypatch, tmp_path):
     result = invoke(["init", str(tmp_path / "fleet"), "--profile", "sandbox"])
     assert result.exit_code == runner.EXIT_ERROR
     assert result.output.strip() == f"aiprov: [Errno 13] Permission denied: '{tmp_path}/fleet'"
+
+
+@pytest.mark.parametrize("command", [["bootstrap"], ["models", "pull"]], ids=" ".join)
+def test_an_inventory_with_errors_is_refused_before_the_run(tmp_path, no_run, command):
+    """The same rules as `aiprov validate`, before Ansible starts (no host touched)."""
+    inv = tmp_path / "inv"
+    (inv / "host_vars").mkdir(parents=True)
+    (inv / "hosts.yml").write_text("all:\n  hosts:\n    gpu01:\n")
+    (inv / "host_vars" / "gpu01.yml").write_text("vllm_sevice_services: []\n")
+    result = invoke([*command, "-i", str(inv)])
+    assert_bad_input(result, f"{inv}/host_vars/gpu01.yml: vllm_sevice_services: unknown variable")
+    assert "did you mean 'vllm_service_services'?" in result.output
+
+
+def test_extra_vars_count_in_the_validation(inventory_dir, fake_run):
+    """An -e value is checked as the run will see it: over every inventory value."""
+    result = invoke(["bootstrap", "-i", str(inventory_dir), "-e", "docker_ce_repo_url=ftp://m"])
+    assert result.exit_code == runner.EXIT_BAD_INPUT, result.output
+    assert not fake_run
+    assert "docker_ce_repo_url: 'ftp://m' has 'ftp://'" in result.output
+
+
+def test_the_playbook_preflight_is_told_that_aiprov_validated(inventory_dir, fake_run):
+    result = invoke(["bootstrap", "-i", str(inventory_dir)])
+    assert result.exit_code == 0, result.output
+    assert fake_run[0]["envvars"]["AIPROV_VALIDATED"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "tag", "hint"),
+    [
+        (["bootstrap"], "--tags", "vllm", "did you mean 'vllm_service'?"),
+        (["bootstrap"], "--skip-tags", "nvidia-driver", "did you mean 'nvidia_driver'?"),
+        (["models", "pull"], "--tags", "docker", "tags: aiprov_validate, models"),
+    ],
+)
+def test_an_unknown_tag_is_refused(inventory_dir, no_run, command, option, tag, hint):
+    value = f"base,{tag}" if command == ["bootstrap"] else tag
+    result = invoke([*command, "-i", str(inventory_dir), option, value])
+    assert_bad_input(result, f"{option}: {tag}: '{tag}' is not a tag of ")
+    assert hint in result.output
+
+
+@pytest.mark.parametrize("tags", ["docker,models", "always", "never", "untagged"])
+def test_known_tags_run(inventory_dir, fake_run, tags):
+    result = invoke(["bootstrap", "-i", str(inventory_dir), "--tags", tags])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_preflight_failure_in_the_playbook_exits_4(inventory_dir, monkeypatch, runs):
+    """Should the playbook's own preflight refuse (a run aiprov could not check), the run
+    is bad input: exit 4, not a host failure."""
+
+    def run(**kwargs):
+        handle = kwargs["event_handler"]
+        task = {"host": "gpu01", "task": runner.PREFLIGHT_TASK, "res": {"msg": "f: k: m"}}
+        handle({"event": "runner_on_failed", "event_data": task})
+        handle({"event": "playbook_on_stats", "event_data": {"failures": {"gpu01": 1}}})
+        return SimpleNamespace(status="failed", rc=2)
+
+    monkeypatch.setattr(runner.ansible_runner, "run", run)
+    result = invoke(["bootstrap", "-i", str(inventory_dir)])
+    assert result.exit_code == runner.EXIT_BAD_INPUT, result.output

@@ -280,11 +280,12 @@ def load(
         with collected_warnings(str(path)) as warnings:
             manager = InventoryManager(loader=loader, sources=sources)
             variables = VariableManager(loader=loader, inventory=manager)
-            if extra_vars:
-                variables.extra_vars = extra_vars
             hosts = []
             for host in manager.get_hosts():
-                host_vars = variables.get_vars(host=host, include_hostvars=False)
+                # -e wins over everything, as in the run (VariableManager reads it from argv).
+                host_vars = variables.get_vars(host=host, include_hostvars=False) | (
+                    extra_vars or {}
+                )
                 visible = {k: v for k, v in host_vars.items() if k not in _MAGIC}
                 groups = sorted(g.name for g in host.get_groups() if g.name != "all")
                 hosts.append(Host(name=host.name, groups=groups, vars=visible))

@@ -6,6 +6,7 @@ cancellation; progress.py draws what RunState holds.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shlex
@@ -22,7 +23,7 @@ import ansible_mitogen
 import ansible_runner
 import yaml
 
-from aiprov import inventory, paths, vault  # inventory: before Ansible's settings are read
+from aiprov import inventory, paths, validate, vault  # inventory: before Ansible's settings
 from aiprov.problems import InputError, Problem
 from aiprov.vault import VaultOptions
 
@@ -37,6 +38,10 @@ EXIT_CANCELLED = 130  # Ctrl-C
 # ansible-playbook's own exit status, when it stopped before its play recap:
 # 4 is its parser error, 5 a bad option, 99 Ctrl-C; anything else is an error.
 _ANSIBLE_EXIT = {2: EXIT_HOST_FAILED, 4: EXIT_BAD_INPUT, 5: EXIT_BAD_INPUT, 99: EXIT_CANCELLED}
+
+
+# The playbooks' first task (playbooks/action_plugins/aiprov_validate.py).
+PREFLIGHT_TASK = "Validate the inventory with aiprov's rules"
 
 
 def ansible_exit_code(rc: int | None) -> int:
@@ -346,11 +351,64 @@ def check(options: RunOptions) -> None:
     """
     if options.forks is not None and options.forks < 1:
         raise InputError([Problem("--forks", str(options.forks), "must be at least 1")])
-    _, var_files = parse_extra_vars(options.extra_vars)
+    inline, var_files = parse_extra_vars(options.extra_vars)
     _check_encrypted_vars_files(var_files, options.vault)
-    inventory.load(options.inventory, vault_options=options.vault)
+    check_tags(options)
+    extra_vars = _extra_vars(inline, var_files, options.vault)
+    loaded = inventory.load(options.inventory, extra_vars=extra_vars, vault_options=options.vault)
     if options.limit:
         limit_hosts(options.inventory, options.limit, options.vault)
+    # The rules the playbook's preflight would run (it skips them: AIPROV_VALIDATED).
+    errors = validate.errors(validate.validate(loaded))
+    if errors:
+        raise InputError(errors)
+
+
+def _extra_vars(inline: dict[str, Any], var_files: list[str], vault_options: VaultOptions):
+    """The -e values as ansible-playbook will see them: the inline ones, then each file."""
+    from ansible.parsing.dataloader import DataLoader
+
+    loader = DataLoader()
+    loader.set_vault_secrets(vault.secrets(vault_options))
+    found = dict(inline)
+    for path in var_files:
+        found.update(loader.load_from_file(path, trusted_as_template=True))
+    return found
+
+
+# Tags ansible-playbook gives a meaning of its own.
+_SPECIAL_TAGS = {"all", "always", "never", "tagged", "untagged"}
+
+
+def playbook_tags(playbook: Path) -> set[str]:
+    """The tags a playbook's plays and roles carry (each role is tagged with its name)."""
+    tags = set(_SPECIAL_TAGS)
+    for play in yaml.safe_load(playbook.read_text()) or []:
+        tags.update(play.get("tags") or [])
+        for role in play.get("roles") or []:
+            tags.update(role.get("tags") or [] if isinstance(role, dict) else [])
+    return tags
+
+
+def check_tags(options: RunOptions) -> None:
+    """--tags and --skip-tags name tags of the playbook: a typo would run, or skip, nothing."""
+    playbook = paths.playbook(options.playbook)
+    known = playbook_tags(playbook)
+    problems = []
+    for option, value in (("--tags", options.tags), ("--skip-tags", options.skip_tags)):
+        for tag in filter(None, (t.strip() for t in (value or "").split(","))):
+            if tag in known:
+                continue
+            hint = [t for t in sorted(known) if t.startswith(tag)] or difflib.get_close_matches(
+                tag, sorted(known), n=1
+            )
+            message = f"'{tag}' is not a tag of {playbook.name}" + (
+                f"; did you mean '{hint[0]}'?" if hint else ""
+            )
+            message += f" (tags: {', '.join(sorted(known - _SPECIAL_TAGS))})"
+            problems.append(Problem(option, tag, message))
+    if problems:
+        raise InputError(problems)
 
 
 def _check_encrypted_vars_files(var_files: list[str], vault_options: VaultOptions) -> None:
@@ -411,6 +469,8 @@ def _environment() -> dict[str, str]:
         "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
         "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
         "ANSIBLE_NOCOLOR": "True",
+        # check() ran the playbooks' preflight rules; the preflight play skips them.
+        "AIPROV_VALIDATED": "1",
         # aiprov asks for vault passwords itself, once (vault_args).
         "ANSIBLE_ASK_VAULT_PASS": "False",
         # The podman connection to sandbox hosts needs aiprov's podman settings.
@@ -491,6 +551,8 @@ def run(
 
     if runner.status == "canceled":
         rc = EXIT_CANCELLED
+    elif any(f.task.endswith(PREFLIGHT_TASK) for f in state.failures):
+        rc = EXIT_BAD_INPUT  # refused before any host was touched
     elif state.stats_seen:
         rc = state.exit_code()
     else:
