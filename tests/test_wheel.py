@@ -34,6 +34,7 @@ def test_wheel_carries_playbooks_roles_inventories_and_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in [
         "aiprov/share/playbooks/bootstrap.yml",
+        "aiprov/share/playbooks/action_plugins/aiprov_validate.py",
         "aiprov/share/roles/base/tasks/main.yml",
         "aiprov/share/roles/base/meta/argument_specs.yml",
         "aiprov/share/group_vars/l20.yml",
