@@ -47,10 +47,20 @@ class ModelFacts:
     weight_bytes: int | None = None  # size of the weight files, when they are here
 
 
+# libyaml's parser when PyYAML has it (same safe constructor, same values; much faster).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@cache
+def _entries() -> tuple[dict[str, Any], ...]:
+    """The catalog's entries (data/models.yml), read once per process."""
+    data = yaml.load((paths.data_dir() / "models.yml").read_text(), Loader=_LOADER)
+    return tuple(data["models"])
+
+
 @cache
 def catalog() -> tuple[ModelFacts, ...]:
-    data = yaml.safe_load((paths.data_dir() / "models.yml").read_text())
-    return tuple(_from_catalog(entry) for entry in data["models"])
+    return tuple(_from_catalog(entry) for entry in _entries())
 
 
 def _from_catalog(entry: dict[str, Any]) -> ModelFacts:
@@ -82,14 +92,13 @@ def _names(entry: dict[str, Any]) -> set[str]:
 
 def from_catalog(*keys: str) -> ModelFacts | None:
     """The catalog entry whose repo or alias matches one of `keys` (with or without org)."""
-    data = yaml.safe_load((paths.data_dir() / "models.yml").read_text())
     wanted = [k.lower() for k in keys if k]
     for full in wanted:  # an exact org/name match beats a bare name
-        for entry, facts in zip(data["models"], catalog(), strict=True):
+        for entry, facts in zip(_entries(), catalog(), strict=True):
             if full in {n.lower() for n in [entry["repo"], *entry.get("aliases", [])]}:
                 return facts
     for key in wanted:
-        for entry, facts in zip(data["models"], catalog(), strict=True):
+        for entry, facts in zip(_entries(), catalog(), strict=True):
             if key.split("/")[-1] in _names(entry):
                 return facts
     return None

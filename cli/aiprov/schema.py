@@ -19,6 +19,9 @@ from aiprov import paths
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.problems import Problem
 
+# libyaml's parser when PyYAML has it (same safe constructor, same values; much faster).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @cache
 def specs() -> dict[str, dict[str, dict[str, Any]]]:
@@ -26,10 +29,10 @@ def specs() -> dict[str, dict[str, dict[str, Any]]]:
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for spec_file in sorted(paths.roles_dir().glob("*/meta/argument_specs.yml")):
         role = spec_file.parent.parent.name
-        data = yaml.safe_load(spec_file.read_text()) or {}
+        data = yaml.load(spec_file.read_text(), Loader=_LOADER) or {}
         options = data.get("argument_specs", {}).get("main", {}).get("options", {}) or {}
         found[role] = options
-    fleet = yaml.safe_load((paths.data_dir() / "fleet_spec.yml").read_text())
+    fleet = yaml.load((paths.data_dir() / "fleet_spec.yml").read_text(), Loader=_LOADER)
     found["aiprov"] = fleet["options"]
     return found
 
