@@ -57,13 +57,18 @@ def test_model_path_prefers_local_dir_and_rejects_unknown_ids(plugin):
         plugin.model_path({"name": "x", "model": "zz"}, "/data/models", catalog)
 
 
-def test_systemd_quoting_keeps_json_and_specifiers(plugin):
-    words = ['{"a": ["no", "yes"]}', "50%", "$HOME", "back\\slash"]
-    line = plugin.systemd_quote(words)
-    assert line == '"{\\"a\\": [\\"no\\", \\"yes\\"]}" "50%%" "$$HOME" "back\\\\slash"'
+def test_systemd_quoting_keeps_json_and_specifiers():
+    # The units are written by the service_unit role, through its one quoting function.
+    path = paths.roles_dir() / "service_unit" / "filter_plugins" / "service_unit.py"
+    spec = importlib.util.spec_from_file_location("service_unit_filters_for_vllm", path)
+    quoting = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quoting)
+    words = ["/bin/x", '{"a": ["no", "yes"]}', "50%", "$HOME", "back\\slash"]
+    line = quoting.quote(words, "exec")
+    assert line == '"/bin/x" "{\\"a\\": [\\"no\\", \\"yes\\"]}" "50%%" "$$HOME" "back\\\\slash"'
     # systemd unquotes like a POSIX shell for these characters once % and $ are undone.
     assert shlex.split(line.replace("%%", "%").replace("$$", "$")) == words
-    assert plugin.systemd_quote(["K=$V"], exec_line=False) == '"K=$V"'
+    assert quoting.quote(["K=$V"], "env") == '"K=$V"'
 
 
 def test_probe_host_is_loopback_for_wildcard_listen_addresses(plugin):

@@ -142,6 +142,9 @@ def up(
     existing = {host.name: host for host in status(prefix)}
     names = host_names(count, prefix)
     for name in names:
+        if name in existing and not _can_sandbox_units(name):
+            run_podman("rm", "--force", name)  # made before the services were sandboxed
+            del existing[name]
         if name in existing:
             if existing[name].state != "running":
                 run_podman("start", name)
@@ -151,6 +154,10 @@ def up(
             "--label", f"{LABEL}=1", "--systemd", "always", "--network", NETWORK,
             # vLLM's engine queues live in /dev/shm (podman's default: 64 MiB).
             "--shm-size", "2g",
+            # The service units' sandboxing (ProtectSystem=, PrivateTmp=, ...)
+            # gives each service a mount namespace: systemd needs CAP_SYS_ADMIN
+            # for it, as it has on a real host (else 226/NAMESPACE).
+            "--cap-add", "SYS_ADMIN",
             image_name(os_name), "/sbin/init",
         )  # fmt: skip
     hosts = [host for host in status(prefix) if host.name in names]
@@ -161,6 +168,12 @@ def up(
     else:
         write_inventory(names, inventory_dir, services_vars=services_vars)
     return status(prefix)
+
+
+def _can_sandbox_units(name: str) -> bool:
+    """Whether a host was started with CAP_SYS_ADMIN (see up())."""
+    inspect = run_podman("inspect", "--format", "{{.HostConfig.CapAdd}}", name, check=False)
+    return "SYS_ADMIN" in inspect.stdout
 
 
 def ensure_network() -> str:

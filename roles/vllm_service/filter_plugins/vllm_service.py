@@ -64,20 +64,6 @@ def service_argv(service: dict[str, Any], model_path: str, host: str = "0.0.0.0"
     return argv
 
 
-def systemd_quote(argv: list[str], exec_line: bool = True) -> str:
-    """Join words for ExecStart= (or, with exec_line=False, Environment=): each
-    one double-quoted with C escapes and systemd's specifiers (%) neutralised;
-    ExecStart= also expands $VARS, so "$" is doubled there. JSON arguments such
-    as --hf-overrides reach vLLM unchanged."""
-    quoted = []
-    for arg in argv:
-        escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-        if exec_line:
-            escaped = escaped.replace("$", "$$")
-        quoted.append('"' + escaped + '"')
-    return " ".join(quoted)
-
-
 def probe_host(service: dict[str, Any], default_host: str) -> str:
     """Where the role reaches a service on its own host: loopback for a
     wildcard listen address, else the address it listens on."""
@@ -85,11 +71,83 @@ def probe_host(service: dict[str, Any], default_host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
+def _url(host: str, port: int, path: str) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"http://{host}:{int(port)}{path}"
+
+
+def units(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The service_unit role's entries for these services, one aiprov-vllm-<name> each.
+
+    settings: venv, user, group, home, key_file, host (the default listen
+    address), models_root, catalog, environment (for every service), gpu
+    (CUDA build: the NVIDIA devices), start_timeout, restart_sec,
+    restart_max_delay, limit_nofile. The service_unit role quotes every value.
+    """
+    home = str(settings["home"])
+    result = []
+    for index, service in enumerate(services):
+        gpus = list(service.get("gpus") or [])
+        environment = {
+            "HOME": home,
+            "TMPDIR": f"{home}/tmp",
+            "VLLM_CACHE_ROOT": f"{home}/.cache/vllm",
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        }
+        if gpus:
+            environment["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
+        merged = {**(settings.get("environment") or {}), **(service.get("environment") or {})}
+        environment.update({key: str(merged[key]) for key in sorted(merged)})
+        path = model_path(service, settings["models_root"], settings.get("catalog") or [])
+        host = str(service.get("host", settings["host"]))
+        health_url = _url(probe_host(service, settings["host"]), service["port"], "/health")
+        result.append(
+            {
+                "name": f"aiprov-vllm-{service['name']}",
+                "description": f"aiprov vLLM {service['name']} "
+                f"({service['served_name']} on port {service['port']})",
+                # vLLM sizes its memory from what is free when it starts: earlier
+                # services on one of this service's GPUs must be healthy first.
+                "after": [
+                    f"aiprov-vllm-{other['name']}.service"
+                    for other in services[:index]
+                    if set(other.get("gpus") or []) & set(gpus)
+                ],
+                "exec_start": [
+                    f"{settings['venv']}/bin/python",
+                    "-m",
+                    ENTRYPOINT_MODULE,
+                    *service_argv(service, path, host),
+                ],
+                "user": settings["user"],
+                "group": settings["group"],
+                "working_directory": home,
+                "environment": environment,
+                "environment_files": [settings["key_file"]],
+                # Caches (VLLM_CACHE_ROOT, torch, triton, hub) and TMPDIR live in the home.
+                "read_write_paths": [home],
+                "gpu": str(settings.get("gpu")).lower() in ("true", "1", "yes"),
+                "health_url": health_url,
+                "start_timeout": int(settings["start_timeout"]),
+                "stop_timeout": 60,
+                "restart_sec": int(settings["restart_sec"]),
+                "restart_max_delay": int(settings["restart_max_delay"]),
+                "limit_nofile": int(settings["limit_nofile"]),
+                "syslog_identifier": f"aiprov-vllm-{service['name']}",
+                # torch.distributed's gloo (vLLM's CPU and control-plane process
+                # group) lists the network interfaces through netlink.
+                "address_families": ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"],
+            }
+        )
+    return result
+
+
 class FilterModule:
     def filters(self):
         return {
             "vllm_service_model_path": model_path,
             "vllm_service_argv": service_argv,
-            "vllm_service_systemd_quote": systemd_quote,
             "vllm_service_probe_host": probe_host,
+            "vllm_service_units": units,
         }
