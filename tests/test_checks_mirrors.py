@@ -153,3 +153,13 @@ def test_aiprov_validate_reports_bad_mirrors_from_the_file_that_set_them(tmp_pat
         result.output
     )
     assert f"{group_vars}: docker_runtimes: missing required arguments: path" in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://bob:s3cret@mirror/simple", "http://bob:s3cret@ mirror/", "bob:s3cret@mirror/simple",
+     "ftp://[bob:s3cret@mirror/"],
+)  # fmt: skip
+def test_url_problems_never_show_credentials(url):
+    problem = checks_mirrors.url_problem(url)
+    assert problem and "s3cret" not in problem and "***@" in problem

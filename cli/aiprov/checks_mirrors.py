@@ -32,18 +32,31 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _HOST = re.compile(r"^https?://[^/\s]+")
 
 
+# user[:password]@ right after the scheme (or at the start): what messages hide.
+_CREDENTIALS = re.compile(r"^([^@/]*//)?[^@/]*@")
+
+
+def masked_url(url: str) -> str:
+    """`url` with its user and password replaced, for messages."""
+    return _CREDENTIALS.sub(r"\1***@", url, count=1)
+
+
 def url_problem(url: Any) -> str | None:
-    """Why `url` is not a usable mirror URL, or None when it is."""
+    """Why `url` is not a usable mirror URL, or None when it is; never shows credentials."""
     if not isinstance(url, str):
         return None  # the schema reports the wrong type
+    shown = masked_url(url)
     if any(c.isspace() for c in url):
-        return f"'{url}' contains whitespace"
+        return f"'{shown}' contains whitespace"
     if not url.startswith(("http://", "https://")):
-        scheme = urlsplit(url).scheme
-        shown = f"'{scheme}://'" if scheme else "no scheme"
-        return f"'{url}' has {shown}: mirror URLs must start with http:// or https://"
+        try:
+            scheme = urlsplit(shown).scheme
+        except ValueError:  # an unbalanced '[' reads as a broken IPv6 address
+            scheme = ""
+        named = f"'{scheme}://'" if scheme else "no scheme"
+        return f"'{shown}' has {named}: mirror URLs must start with http:// or https://"
     if not _HOST.match(url):
-        return f"'{url}' names no host"
+        return f"'{shown}' names no host"
     return None
 
 

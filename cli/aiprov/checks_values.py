@@ -360,15 +360,6 @@ def _urls(host: Host, pattern: str) -> Iterator[tuple[str, Any, Any]]:
             yield f"{key}[{index}].{option}", entry[option], entry
 
 
-def masked_url(url: str) -> str:
-    """`url` with its user and password replaced, for messages."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"***@{host}").geturl()
-
-
 def credentials_problem(url: str) -> str | None:
     try:
         netloc = urlsplit(url).netloc
@@ -377,8 +368,8 @@ def credentials_problem(url: str) -> str | None:
     if "@" not in netloc:
         return None
     return (
-        f"'{masked_url(url)}' carries credentials (user:password@): they would be written "
-        "into config files on every host and show in logs; keep them in Ansible Vault "
+        f"'{checks_mirrors.masked_url(url)}' carries credentials (user:password@): they would "
+        "be written into config files on every host and show in logs; keep them in Ansible Vault "
         "(a vaulted variable the role reads) or the environment, not in the URL"
     )
 
