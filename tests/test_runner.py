@@ -138,3 +138,36 @@ def test_each_finished_task_is_recorded_with_its_role_and_duration(monkeypatch):
         runner.TaskResult("b", "Gathering Facts", "changed", 0.0),
         runner.TaskResult("a", "Check", "ignored", 6.0, "no"),
     ]
+
+
+def test_secrets_wait_in_ram_and_are_gone_once_ansible_has_read_them(tmp_path, monkeypatch):
+    """A run killed at any point leaves no inline -e value on disk."""
+    import shlex
+    from types import SimpleNamespace
+
+    import ansible_runner
+
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    gpu01:\n")
+    seen = {}
+
+    def run(**kwargs):
+        args = shlex.split(kwargs["cmdline"])
+        path = Path(args[args.index("-e") + 1][1:])
+        seen["dir"], seen["text"] = path.parent, path.read_text()
+        kwargs["event_handler"]({"event": "verbose", "event_data": {}})
+        seen["after_a_warning"] = path.exists()
+        kwargs["event_handler"]({"event": "playbook_on_start", "event_data": {}})
+        seen["after_start"] = path.exists()
+        return SimpleNamespace(status="successful", rc=0)
+
+    monkeypatch.setattr(ansible_runner, "run", run)
+    monkeypatch.setenv("AIPROV_RUNS_DIR", str(tmp_path / "runs"))
+    options = runner.RunOptions(
+        inventory=str(tmp_path / "hosts.yml"), playbook="bootstrap",
+        extra_vars=["vllm_service_api_key=sk-aiprov-0461"],
+    )  # fmt: skip
+    runner.run(options)
+    assert "sk-aiprov-0461" in seen["text"]
+    assert seen["dir"].parent == Path("/dev/shm")  # RAM, not a disk
+    assert seen["after_a_warning"] and not seen["after_start"]
+    assert not seen["dir"].exists()

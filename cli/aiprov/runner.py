@@ -274,8 +274,8 @@ def parse_extra_vars(items: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Split -e arguments into inline variables and @FILE references.
 
     Inline values (KEY=VALUE, or a YAML/JSON mapping) may hold secrets: they go
-    to Ansible through a private temporary file, never through argv or the
-    run's artifacts. @FILE arguments are passed on by path.
+    to Ansible through a private temporary file in RAM, removed once Ansible has
+    read it, never through argv or the run's artifacts. @FILE arguments are passed on by path.
     """
     inline: dict[str, Any] = {}
     files: list[str] = []
@@ -512,14 +512,20 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     state = RunState()
 
-    def handle(event: dict[str, Any]) -> bool:
-        if not state.hosts and not state.play:
-            _scrub_command_file(run_dir / "artifacts" / "run" / "command")
-        state.handle(event)
-        on_event(state)
-        return True  # keep the event on disk (it carries no extra vars)
+    with tempfile.TemporaryDirectory(prefix="aiprov-", dir=_memory_dir()) as private:
 
-    with tempfile.TemporaryDirectory(prefix="aiprov-") as private:
+        def handle(event: dict[str, Any]) -> bool:
+            if event.get("event") == "playbook_on_start":
+                # Ansible has read the extra vars and vault passwords by now:
+                # a run killed from here on leaves no secret behind.
+                for secret in Path(private).iterdir():
+                    secret.unlink()
+            if not state.hosts and not state.play:
+                _scrub_command_file(run_dir / "artifacts" / "run" / "command")
+            state.handle(event)
+            on_event(state)
+            return True  # keep the event on disk (it carries no extra vars)
+
         cmdline = vault_args(options.vault, Path(private))
         if inline:
             secret_file = _private_file(Path(private) / "extra-vars.json", json.dumps(inline))
@@ -560,6 +566,13 @@ def run(
     return RunResult(
         rc=rc, state=state, artifacts=run_dir / "artifacts" / "run", status=runner.status
     )
+
+
+def _memory_dir() -> str | None:
+    """Where secrets for Ansible wait to be read: RAM (/dev/shm), never a disk, if the
+    machine has it, so not even a run killed before Ansible read them leaves one on disk."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _private_file(path: Path, text: str) -> Path:
