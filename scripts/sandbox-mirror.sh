@@ -53,7 +53,7 @@ up() {
   local addr venv
   addr=$(sandbox network)
   mkdir -p "$dir"
-  echo "== package index on $addr:$pypi_port (first time: about 1.3 GB of wheels)"
+  echo "== package index on $addr:$pypi_port (first time: about 1 GB of wheels)"
   bash "$mirror" pypi "$dir" "$addr" "$pypi_port" "${packages[@]}"
 
   if [[ ! -f $dir/repos/.complete ]]; then
