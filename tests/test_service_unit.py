@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 
 import jinja2
 import pytest
@@ -292,3 +293,34 @@ def test_systemd_analyze_verify_accepts_the_hostile_unit(plugin, tmp_path, gpu):
                          r"Failed to connect to bus|/etc/aiprov/key.env", line)
     ]  # fmt: skip
     assert result.returncode == 0 and not problems, result.stderr
+
+
+# The nodes a CUDA process opens on a real H100 host (driver 580), by major
+# number, as listed next to the /proc/devices captured there.
+_H100_NODES = {
+    "/dev/nvidia0": 195, "/dev/nvidiactl": 195, "/dev/nvidia-uvm": 238,
+    "/dev/nvidia-uvm-tools": 238, "/dev/nvidia-caps/nvidia-cap2": 241,
+}  # fmt: skip
+
+
+def test_gpu_services_may_open_every_node_of_a_real_gpu_host():
+    """DeviceAllow=char-NAME matches a name in /proc/devices: with driver 580 the
+    GPUs' major is called "nvidia", not the older "nvidia-frontend"."""
+    import fnmatch
+
+    text = (Path(__file__).parent / "fixtures" / "h100-proc-devices.txt").read_text()
+    majors: dict[str, int] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            major, name = line.split()
+            majors[name] = int(major)
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    allowed = [entry.split()[0] for entry in defaults["service_unit_gpu_devices"]]
+    classes = [entry.removeprefix("char-") for entry in allowed if entry.startswith("char-")]
+    for node, major in _H100_NODES.items():
+        by_class = any(
+            fnmatch.fnmatch(name, pattern) and number == major
+            for pattern in classes
+            for name, number in majors.items()
+        )
+        assert node in allowed or by_class, node
