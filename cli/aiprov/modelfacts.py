@@ -10,8 +10,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from aiprov import paths
 
 # Bytes per element of the dtypes vLLM serves with.
@@ -47,14 +45,10 @@ class ModelFacts:
     weight_bytes: int | None = None  # size of the weight files, when they are here
 
 
-# libyaml's parser when PyYAML has it (same safe constructor, same values; much faster).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 @cache
 def _entries() -> tuple[dict[str, Any], ...]:
     """The catalog's entries (data/models.yml), read once per process."""
-    data = yaml.load((paths.data_dir() / "models.yml").read_text(), Loader=_LOADER)
+    data = paths.read_yaml(paths.data_dir() / "models.yml")
     return tuple(data["models"])
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -40,3 +43,12 @@ def families_inventory() -> Path:
 def profiles_dir() -> Path:
     """Example inventories, one per layout; `aiprov init` copies them."""
     return share_dir() / "inventories"
+
+
+# libyaml's parser when PyYAML has it (same safe constructor, same values; much faster).
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path) -> Any:
+    """One of aiprov's own YAML files (package data, argument specs, role defaults)."""
+    return yaml.load(path.read_text(), Loader=YAML_LOADER)

@@ -12,15 +12,11 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from aiprov import paths
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.problems import Problem
-
-# libyaml's parser when PyYAML has it (same safe constructor, same values; much faster).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @cache
@@ -29,10 +25,10 @@ def specs() -> dict[str, dict[str, dict[str, Any]]]:
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for spec_file in sorted(paths.roles_dir().glob("*/meta/argument_specs.yml")):
         role = spec_file.parent.parent.name
-        data = yaml.load(spec_file.read_text(), Loader=_LOADER) or {}
+        data = paths.read_yaml(spec_file) or {}
         options = data.get("argument_specs", {}).get("main", {}).get("options", {}) or {}
         found[role] = options
-    fleet = yaml.load((paths.data_dir() / "fleet_spec.yml").read_text(), Loader=_LOADER)
+    fleet = paths.read_yaml(paths.data_dir() / "fleet_spec.yml")
     found["aiprov"] = fleet["options"]
     return found
 

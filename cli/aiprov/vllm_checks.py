@@ -64,15 +64,11 @@ def _family(method: str) -> str:
     return method
 
 
-# libyaml's parser when PyYAML has it (same safe constructor, same values; much faster).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 @cache
 def role_defaults(role: str) -> dict[str, Any]:
     path = paths.roles_dir() / role / "defaults" / "main.yml"
     try:
-        data = yaml.load(path.read_text(), Loader=_LOADER)
+        data = paths.read_yaml(path)
     except (OSError, yaml.YAMLError):  # no defaults, or Ansible-only tags (!unsafe, !vault)
         return {}
     return data if isinstance(data, dict) else {}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from aiprov import paths
 from aiprov.problems import InputError, Problem
 
 MAX_FILE_BYTES = 256 * 1024  # Ansible takes about 4 s and 80 MB to load this much
@@ -35,7 +36,6 @@ IGNORED += (".retry",)
 # An alias outside quotes follows the start of a line, a space or a flow indicator.
 _ALIAS = re.compile(rb"(?:^|[\s\[{,:?-])\*[^\s\[\]{},]", re.MULTILINE)
 _VARS_DIRS = ("group_vars", "host_vars")
-_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Refused(Exception):
@@ -101,7 +101,7 @@ def _count(data: bytes) -> None:
         if stack:
             stack[-1][1] += size
 
-    for event in yaml.parse(data, Loader=_PARSER):
+    for event in yaml.parse(data, Loader=paths.YAML_LOADER):
         if isinstance(event, yaml.AliasEvent):
             size = sizes.get(event.anchor, 1)
             added += size
