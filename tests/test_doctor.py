@@ -150,6 +150,12 @@ def test_proprietary_module_version_line():
     }
 
 
+def _probe_text(base: dict[str, str], sections: dict[str, str]) -> str:
+    """The probe's output: each section under its ### header, `sections` overriding `base`."""
+    merged = base | sections
+    return "".join(f"### {name}\n{body}\n" for name, body in merged.items()) + "### end\n"
+
+
 def _no_driver_probe(**sections: str) -> str:
     base = {
         "os-release": 'ID=debian\nVERSION_ID="13"',
@@ -159,8 +165,7 @@ def _no_driver_probe(**sections: str) -> str:
         "pci": "0000:07:00.0 0x030200\n0000:0f:00.0 0x030200\n0000:c3:00.0 0x068000",
         "gpus": "",
     }
-    base.update(sections)
-    return "".join(f"### {name}\n{body}\n" for name, body in base.items()) + "### end\n"
+    return _probe_text(base, sections)
 
 
 def test_fresh_host_with_nouveau_secure_boot_and_nvswitch():
@@ -225,8 +230,7 @@ def _sandbox_probe(**sections: str) -> str:
         "fabricmanager": "",
         "nvcc": "",
     }
-    base.update(sections)
-    return "".join(f"### {name}\n{body}\n" for name, body in base.items()) + "### end\n"
+    return _probe_text(base, sections)
 
 
 def test_sandbox_inventory_hosts_are_cpu_hosts():
