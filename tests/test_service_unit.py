@@ -17,10 +17,9 @@ import jinja2
 import pytest
 import yaml
 
-from aiprov import paths
+from aiprov import paths, vllm_services
 
 ROLE = paths.roles_dir() / "service_unit"
-VLLM_PLUGIN = paths.roles_dir() / "vllm_service" / "filter_plugins" / "vllm_service.py"
 PROBE = ROLE / "files" / "wait-healthy"
 
 HOSTILE = "evil\nExecStartPre=/bin/rm -rf /\n[Service]\nUser=root"
@@ -40,7 +39,7 @@ def plugin():
 
 @pytest.fixture(scope="module")
 def vllm():
-    return _load(VLLM_PLUGIN, "vllm_service_filters_for_units")
+    return vllm_services
 
 
 def render(plugin, unit, systemd_version=252, **overrides):

@@ -1,27 +1,18 @@
-"""The vllm_service role's command-line renderer (its filter plugin), as the
-role and `aiprov validate` both load it."""
+"""A vLLM service's command line (aiprov.vllm_services), which the role's
+filters and `aiprov validate` both use."""
 
-import importlib.util
 import shlex
 
 import pytest
 import yaml
 
-from aiprov import paths
+from aiprov import paths, unitfile
+from aiprov import vllm_services as plugin
 
-PLUGIN = paths.roles_dir() / "vllm_service" / "filter_plugins" / "vllm_service.py"
 L20 = paths.profiles_dir() / "l20-8x"
 
 
-@pytest.fixture(scope="module")
-def plugin():
-    spec = importlib.util.spec_from_file_location("vllm_service_filters", PLUGIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_l20_reranker_argv(plugin):
+def test_l20_reranker_argv():
     services = yaml.safe_load((L20 / "host_vars" / "l20-01.yml").read_text())
     catalog = yaml.safe_load((L20 / "group_vars" / "all.yml").read_text())
     reranker = services["vllm_service_services"][3]
@@ -36,7 +27,7 @@ def test_l20_reranker_argv(plugin):
     assert argv[-2] == "--hf-overrides" and argv[-1].startswith('{"architectures"')
 
 
-def test_unset_options_are_left_out(plugin):
+def test_unset_options_are_left_out():
     argv = plugin.service_argv(
         {"served_name": "m", "port": 8000, "quantization": None, "enable_auto_tool_choice": True},
         "/m",
@@ -48,7 +39,7 @@ def test_unset_options_are_left_out(plugin):
     ]  # fmt: skip
 
 
-def test_model_path_prefers_local_dir_and_rejects_unknown_ids(plugin):
+def test_model_path_prefers_local_dir_and_rejects_unknown_ids():
     catalog = [{"id": "a", "local_dir": "/big/a"}, {"id": "b"}]
     assert plugin.model_path({"model": "a"}, "/data/models", catalog) == "/big/a"
     assert plugin.model_path({"model": "b"}, "/data/models", catalog) == "/data/models/b"
@@ -59,10 +50,7 @@ def test_model_path_prefers_local_dir_and_rejects_unknown_ids(plugin):
 
 def test_systemd_quoting_keeps_json_and_specifiers():
     # The units are written by the service_unit role, through its one quoting function.
-    path = paths.roles_dir() / "service_unit" / "filter_plugins" / "service_unit.py"
-    spec = importlib.util.spec_from_file_location("service_unit_filters_for_vllm", path)
-    quoting = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quoting)
+    quoting = unitfile
     words = ["/bin/x", '{"a": ["no", "yes"]}', "50%", "$HOME", "back\\slash"]
     line = quoting.quote(words, "exec")
     assert line == '"/bin/x" "{\\"a\\": [\\"no\\", \\"yes\\"]}" "50%%" "$$HOME" "back\\\\slash"'
@@ -71,7 +59,7 @@ def test_systemd_quoting_keeps_json_and_specifiers():
     assert quoting.quote(["K=$V"], "env") == '"K=$V"'
 
 
-def test_probe_host_is_loopback_for_wildcard_listen_addresses(plugin):
+def test_probe_host_is_loopback_for_wildcard_listen_addresses():
     assert plugin.probe_host({"port": 8000}, "0.0.0.0") == "127.0.0.1"
     assert plugin.probe_host({"host": "::"}, "10.0.0.5") == "127.0.0.1"
     assert plugin.probe_host({"host": "10.0.0.7"}, "0.0.0.0") == "10.0.0.7"

@@ -7,7 +7,6 @@ aiprov.plan, vLLM options from aiprov.vllmflags.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -15,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from aiprov import paths, plan, vllmflags
+from aiprov import paths, plan, vllm_services, vllmflags
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.modelfacts import ModelFacts
 from aiprov.plan import SERVICES_KEY, Service
@@ -333,19 +332,6 @@ def check_quantization(inventory: Inventory) -> Iterator[Problem]:
             yield from _quantization_problems(service, facts, flags, default)
 
 
-@cache
-def role_argv():
-    """The vllm_service role's own argv renderer (its filter plugin), loaded by path
-    so that the units and this check agree on what a service runs."""
-    path = paths.roles_dir() / "vllm_service" / "filter_plugins" / "vllm_service.py"
-    spec = importlib.util.spec_from_file_location("aiprov_vllm_service_filters", path)
-    if spec is None or spec.loader is None or not path.is_file():
-        return None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.service_argv
-
-
 def check_vllm_args(inventory: Inventory) -> Iterator[Problem]:
     """Every vLLM option exists in the pinned version, spelled exactly."""
     for host, services, default in _hosts_with_services(inventory):
@@ -386,10 +372,9 @@ def _extra_args_problems(service: Service, flags, default: str) -> Iterator[Prob
 
 def _generated_problems(service: Service, flags, default: str) -> list[Problem]:
     """The options the role renders from the service's keys, checked like extra_args."""
-    render = role_argv()
-    if render is None or not isinstance(service.raw.get("served_name"), str):
+    if not isinstance(service.raw.get("served_name"), str):
         return []  # the schema reports a missing served_name
-    argv = render({**service.raw, "extra_args": []}, model_path="/model")
+    argv = vllm_services.service_argv({**service.raw, "extra_args": []}, model_path="/model")
     parsed, arg_problems = vllmflags.parse(flags, argv)
     problems = []
     for problem in arg_problems:
