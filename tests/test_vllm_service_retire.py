@@ -16,12 +16,23 @@ REPO = Path(__file__).resolve().parent.parent
 GUARD = "'vllm_service_services' in hostvars[inventory_hostname]"
 
 
-def test_finding_and_retiring_units_need_the_list_from_the_inventory():
+def test_retiring_units_needs_the_list_from_the_inventory():
+    """The shared block retires; vllm_service only decides that it may, and
+    hands it the unit names its list makes (replicas included)."""
     tasks = yaml.safe_load((REPO / "roles/vllm_service/tasks/main.yml").read_text())
-    by_name = {task["name"]: task for task in tasks}
-    for name in ("Find the units of this role's services", "Retire removed services"):
-        when = by_name[name]["when"]
-        assert GUARD in (when if isinstance(when, list) else [when]), name
+    retiring = [task for task in tasks if "retire" in str(task).lower()]
+    assert [task["name"] for task in retiring] == ["Retire removed services"]
+    (task,) = retiring
+    when = task["when"]
+    assert GUARD in (when if isinstance(when, list) else [when])
+    assert task["ansible.builtin.include_role"] == {
+        "name": "service_unit",
+        "tasks_from": "retire.yml",
+    }
+    assert task["vars"]["service_unit_retire_glob"] == "aiprov-vllm-*.service"
+    assert "vllm_service_units" in task["vars"]["service_unit_units"]
+    # The first thing the role does: GPU memory is free before new services start.
+    assert tasks[0] is task
 
 
 def test_hostvars_holds_the_inventory_value_but_not_the_role_default(tmp_path):

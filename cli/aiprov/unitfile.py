@@ -28,6 +28,8 @@ Contexts:
   escaped like ``env``.
 - ``name``: a user, group or unit name: refused unless it is made of
   ``[A-Za-z0-9_.@:-]`` (nothing there needs quoting).
+- ``choice``: one of the fixed words in ``choices`` (Type=, ProtectHome=),
+  refused otherwise.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _escape(word: str, dollar: bool) -> str:
     return '"' + "".join(out) + '"'
 
 
-def quote(value: Any, context: str = "exec") -> str:
+def quote(value: Any, context: str = "exec", choices: Any = None) -> str:
     """Render `value` for a unit file line of the given context (see the module doc)."""
     if context == "exec":
         words = [str(word) for word in _as_list(value, context)]
@@ -98,6 +100,11 @@ def quote(value: Any, context: str = "exec") -> str:
         if not _NAME.match(name):
             raise QuoteError(f"service_unit: not a valid user, group or unit name: {name!r}")
         return name
+    if context == "choice":
+        allowed = [str(choice) for choice in _as_list(choices, context)]
+        if str(value) not in allowed:
+            raise QuoteError(f"service_unit: {value!r} is not one of {allowed!r}")
+        return str(value)
     raise QuoteError(f"service_unit: unknown quoting context {context!r}")
 
 
