@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from aiprov import (
+    checks_advisories,
     checks_mirrors,
     checks_secrets,
     checks_stacks,
@@ -47,6 +48,7 @@ RULES: tuple[Rule, ...] = (
     vllm_checks.check_ports,
     vllm_checks.check_quantization,
     vllm_checks.check_vllm_args,
+    checks_advisories.check_vllm_advisories,
     checks_secrets.check_api_keys,
     checks_stacks.check_dify,
     checks_stacks.check_dify_reaches_vllm,
