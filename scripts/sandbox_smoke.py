@@ -5,8 +5,10 @@
 For hosts started with `aiprov sandbox up --services` and bootstrapped: a chat
 completion from vLLM (the tiny random Qwen2, so the words are noise), the size
 of an embedding from the MiniLM service and a transcription of a sentence that
-espeak-ng speaks, through FunASR's key-checking proxy. Exits 1 if any answer
-is missing or has the wrong shape.
+espeak-ng speaks, all through the key-checking front (the gateway role's
+nginx); then, without the key, the inference routes vLLM's own key leaves
+open must answer 401 at the front. Exits 1 if any answer is missing or has
+the wrong shape.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ def post(url: str, key: str, body: bytes, content_type: str) -> dict:
     )
     with urllib.request.urlopen(request, timeout=300) as response:
         return json.load(response)
+
+
+def status_without_key(url: str) -> int:
+    request = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def post_json(url: str, key: str, payload: dict) -> dict:
@@ -91,6 +102,14 @@ def main(name: str) -> int:
         body, content_type = multipart({"model": "custom"}, "speech.wav", spoken_wav())
         transcription = post(f"{base}:10003/v1/audio/transcriptions", key, body, content_type)
         print(f"transcription:      {transcription['text']!r} (random-weight Paraformer)")
+
+        # vLLM's own key guards only /v1: the front must guard the rest.
+        paths = ["/invocations", "/pooling", "/score", "/rerank", "/classify", "/v1/models"]
+        open_paths = [p for p in paths if status_without_key(f"{base}:8000{p}") != 401]
+        print(f"without the key:    {len(paths) - len(open_paths)}/{len(paths)} paths answer 401")
+        if open_paths:
+            print(f"{name}: answered without the key: {', '.join(open_paths)}")
+            return 1
     except (urllib.error.URLError, KeyError, IndexError, TimeoutError) as error:
         print(f"{name}: a service did not answer as expected: {error}")
         return 1

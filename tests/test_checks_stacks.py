@@ -123,11 +123,12 @@ def test_l20_inventory_counts_mineru_in_the_plan():
     assert _problems(loaded) == []
 
 
-def test_dify_warns_about_vllm_on_loopback():
-    local = dict(VLM, host="127.0.0.1")
-    inventory = _inventory(dify_enabled=True, vllm_service_services=[local, VLM])
-    found = list(checks_stacks.check_dify_reaches_vllm(inventory))
-    assert [(p.key, p.severity) for p in found] == [("vllm_service_services[vlm].host", "warning")]
-    assert (
-        list(checks_stacks.check_dify_reaches_vllm(_inventory(vllm_service_services=[local]))) == []
+def test_dify_warns_about_a_front_on_loopback():
+    """Dify reaches the engines through the front: on loopback its containers cannot."""
+    inventory = _inventory(
+        dify_enabled=True, vllm_service_services=[VLM], gateway_listen="127.0.0.1"
     )
+    found = list(checks_stacks.check_dify_reaches_vllm(inventory))
+    assert [(p.key, p.severity) for p in found] == [("gateway_listen", "warning")]
+    reachable = _inventory(dify_enabled=True, vllm_service_services=[VLM])
+    assert list(checks_stacks.check_dify_reaches_vllm(reachable)) == []

@@ -145,6 +145,8 @@ def test_every_integer_variable_has_a_minimum_or_a_rule_of_its_own():
         "tensor_parallel_size",
         "pipeline_parallel_size",
         "data_parallel_size",
+        # vLLM replicas: checks_gateway.check_engine_exposure, with the GPUs they split
+        "replicas",
     }
     missing = []
     for options in schema.specs().values():

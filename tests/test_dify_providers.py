@@ -234,3 +234,11 @@ def test_ansible_module_end_to_end(tmp_path):
         assert ADMIN["password"] not in result.stdout
         assert "sk-test" not in result.stdout
         assert len(dify.credentials) == 4
+
+
+def test_models_reach_the_front_over_https_with_a_services_own_key():
+    keys = {VLLM_SERVICES[0]["name"]: "own-key-123"}
+    models = dmp.models_from_vllm(VLLM_SERVICES, "10.0.0.5", "https", keys)
+    assert all(m["endpoint_url"].startswith("https://10.0.0.5:") for m in models)
+    assert dmp.credentials_for(models[0], "fleet-key")["api_key"] == "own-key-123"
+    assert dmp.credentials_for(models[1], "fleet-key")["api_key"] == "fleet-key"

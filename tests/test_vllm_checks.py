@@ -152,6 +152,6 @@ def test_a_port_behind_a_switched_off_feature_is_free(monkeypatch):
         return {"base_proxy_port": 9100, "base_proxy_enabled": False} if role == "base" else {}
 
     monkeypatch.setattr(vllm_checks, "role_defaults", fake_defaults)
-    assert 9100 not in vllm_checks._other_ports(Host("h", [], {}))
+    assert 9100 not in vllm_checks.other_ports(Host("h", [], {}))
     on = Host("h", [], {"base_proxy_enabled": True})
-    assert vllm_checks._other_ports(on)[9100] == "base_proxy_port"
+    assert vllm_checks.other_ports(on)[9100] == "base_proxy_port"

@@ -22,7 +22,7 @@ def test_l20_reranker_argv():
     assert argv[:4] == ["--model", path, "--served-model-name", "RERANKER"]
     assert argv[argv.index("--runner") + 1] == "pooling"
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.08"
-    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert "--enable-auto-tool-choice" not in argv
     assert argv[-2] == "--hf-overrides" and argv[-1].startswith('{"architectures"')
 

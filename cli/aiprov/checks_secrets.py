@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from aiprov import gateway
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.problems import Problem
 from aiprov.templating import is_template, rendered
@@ -30,7 +31,9 @@ def _key_problem(host: Host, key: str, needed_by: str, file: str) -> Problem | N
         message = " ".join(str(error.message).split())
         return Problem(file, key, f"cannot be rendered on the controller: {message}")
     if isinstance(value, str) and value.strip():
-        return None
+        problem = gateway.token_problem(value)
+        # The value itself is never printed: it is a secret.
+        return Problem(file, key, problem) if problem else None
     return Problem(
         file,
         key,

@@ -52,26 +52,34 @@ _LOOPBACK = ("127.", "localhost", "::1")
 
 
 def check_dify_reaches_vllm(inventory: Inventory) -> Iterator[Problem]:
-    """The vLLM services Dify registers must listen where its containers can reach them."""
+    """Dify's containers reach the vLLM services it registers through the front,
+    which must then listen where they can reach it (not on loopback)."""
+    from aiprov import vllm_services
+    from aiprov.vllm_checks import role_defaults
+
     default = inventory.sources[-1]
     for host in inventory.hosts:
         if host.vars.get("dify_enabled") is not True or host.vars.get("dify_models"):
             continue
         services = host.vars.get("vllm_service_services")
-        fallback = host.vars.get("vllm_service_host", "0.0.0.0")
+        engine_host = host.vars.get(
+            "vllm_service_host", role_defaults("vllm_service").get("vllm_service_host")
+        )
+        listen = host.vars.get("gateway_listen", role_defaults("gateway").get("gateway_listen"))
+        if not isinstance(listen, str) or not listen.startswith(_LOOPBACK):
+            continue
         for entry in services if isinstance(services, list) else []:
-            if not isinstance(entry, dict):
-                continue
-            listen = entry.get("host", fallback)
-            if isinstance(listen, str) and listen.startswith(_LOOPBACK):
+            if isinstance(entry, dict) and vllm_services.fronted(entry, str(engine_host)):
                 yield Problem(
-                    origin_file(entry.get("host", services), default),
-                    f"vllm_service_services[{entry.get('name')}].host",
-                    f"listens on {listen}, which Dify's containers cannot reach: Dify would "
-                    "register an endpoint it cannot call; listen on the host's address or "
-                    "list the models in dify_models",
+                    origin_file(listen, default),
+                    "gateway_listen",
+                    f"the front listens on {listen}, which Dify's containers cannot reach: "
+                    f"Dify would register {entry.get('name')}'s endpoint and fail to call it; "
+                    "let the front listen on the host's address or list the models in "
+                    "dify_models",
                     severity="warning",
                 )
+                break
 
 
 def check_mineru(inventory: Inventory) -> Iterator[Problem]:

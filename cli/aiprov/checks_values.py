@@ -207,6 +207,10 @@ MINIMUM = {
     "models_disk_reserve_mib": 0,
     "models_cache_bwlimit_kib": 0,
     "limit_nofile": 0,  # a unit's own LimitNOFILE=; 0 keeps systemd's
+    "gateway_read_timeout": 1,
+    "gateway_tls_self_signed_days": 1,
+    # 0 would put an engine on its front's port.
+    "vllm_service_engine_port_offset": 1,
 }
 MINIMUM_BY_ENDING = {
     "_timeout": 0,
@@ -548,7 +552,7 @@ def check_funasr_binding(inventory: Inventory) -> Iterator[Problem]:
             "funasr_service_host",
             f"'{listen}' lets clients reach FunASR directly, around the proxy that checks "
             "funasr_service_api_key (funasr_service_proxy_enabled is true); bind it to "
-            "127.0.0.1 and let the proxy listen (funasr_service_proxy_listen)",
+            "127.0.0.1: the gateway role's front serves it on gateway_listen",
         )
 
 

@@ -51,6 +51,7 @@ class Service:
     gpu_memory_utilization: float = DEFAULT_UTILIZATION
     max_model_len: int | None = None
     port: int | None = None
+    replicas: int = 1
     runner: str | None = None
     convert: str | None = None
     quantization: str | None = None

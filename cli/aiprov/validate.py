@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from aiprov import (
     checks_advisories,
+    checks_gateway,
     checks_mirrors,
     checks_secrets,
     checks_stacks,
@@ -50,6 +51,10 @@ RULES: tuple[Rule, ...] = (
     vllm_checks.check_vllm_args,
     checks_advisories.check_vllm_advisories,
     checks_secrets.check_api_keys,
+    checks_gateway.check_front_values,
+    checks_gateway.check_engine_exposure,
+    checks_gateway.check_engine_ports,
+    checks_gateway.check_tls,
     checks_stacks.check_dify,
     checks_stacks.check_dify_reaches_vllm,
     checks_stacks.check_mineru,

@@ -136,12 +136,15 @@ def _parallel_problems(service: Service, facts: ModelFacts | None, default: str,
             f"give the service its {tp * pp} GPU(s); without gpus it sees every GPU of the "
             "host and shares GPU 0 with the other services",
         )
-    elif service.gpus and tp * pp != len(service.gpus):
+    elif service.gpus and tp * pp * max(service.replicas, 1) != len(service.gpus):
+        count = f"{tp} × {pp} = {tp * pp}"
+        if service.replicas > 1:
+            count = f"{count}, for each of {service.replicas} replicas"
         yield Problem(
             service.file("gpus", default),
             service.key("gpus"),
             f"{len(service.gpus)} GPU(s) given, but tensor_parallel_size × "
-            f"pipeline_parallel_size = {tp} × {pp} = {tp * pp}; vLLM uses exactly that many",
+            f"pipeline_parallel_size = {count}; vLLM uses exactly that many",
         )
     if facts is None:
         return
@@ -210,7 +213,7 @@ def check_memory(inventory: Inventory) -> Iterator[Problem]:
         yield from plan.plan_host(host, default).problems
 
 
-def _other_ports(host: Host) -> dict[int, str]:
+def other_ports(host: Host) -> dict[int, str]:
     """Ports the other enabled roles on this host listen on (their *_port variables), and
     Dify's as the L20 guide moves them."""
     taken = dict(FIXED_PORTS)
@@ -261,7 +264,7 @@ def check_service_names(inventory: Inventory) -> Iterator[Problem]:
 def check_ports(inventory: Inventory) -> Iterator[Problem]:
     """Ports unique per host, unprivileged, and clear of the other stacks."""
     for host, services, default in _hosts_with_services(inventory):
-        taken = _other_ports(host)
+        taken = other_ports(host)
         seen: dict[int, str] = {}
         for service in services:
             port = service.port

@@ -52,7 +52,7 @@ def model_path(service: dict[str, Any], models_root: str, catalog: list[dict[str
     )
 
 
-def service_argv(service: dict[str, Any], model_path: str, host: str = "0.0.0.0") -> list[str]:
+def service_argv(service: dict[str, Any], model_path: str, host: str = "127.0.0.1") -> list[str]:
     """The arguments after `python -m vllm.entrypoints.openai.api_server`."""
     values = {"host": host, **service}
     argv = ["--model", model_path, "--served-model-name", str(service["served_name"])]
@@ -67,74 +67,154 @@ def service_argv(service: dict[str, Any], model_path: str, host: str = "0.0.0.0"
     return argv
 
 
-def probe_host(service: dict[str, Any], default_host: str) -> str:
-    """Where the role reaches a service on its own host: loopback for a
+# Addresses that keep an engine on its host: such a service sits behind the
+# gateway role's key-checking front; any other address exposes it directly.
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+# Where an engine behind the front listens: its service's port plus this
+# (vllm_service_engine_port_offset), plus the replica's index.
+ENGINE_PORT_OFFSET = 10000
+
+
+def listen_host(service: dict[str, Any], default_host: str) -> str:
+    return str(service.get("host") or default_host)
+
+
+def fronted(service: dict[str, Any], default_host: str) -> bool:
+    """Whether clients reach this service through the gateway: its engines
+    listen on loopback. A service on another address is exposed directly."""
+    return listen_host(service, default_host) in LOOPBACK
+
+
+def replicas(service: dict[str, Any]) -> int:
+    return int(service.get("replicas") or 1)
+
+
+def unit_names(service: dict[str, Any]) -> list[str]:
+    """aiprov-vllm-<name>, then aiprov-vllm-<name>.r<i> for further replicas
+    (a dot cannot appear in a service name, so no two services collide)."""
+    base = f"aiprov-vllm-{service['name']}"
+    return [base] + [f"{base}.r{index}" for index in range(1, replicas(service))]
+
+
+def engine_endpoints(
+    service: dict[str, Any], default_host: str, offset: int = ENGINE_PORT_OFFSET
+) -> list[tuple[str, int]]:
+    """(address, port) of each replica's engine. Behind the front the engines
+    take port + offset + i on loopback; a directly exposed service has one
+    engine on its own address and port."""
+    host = listen_host(service, default_host)
+    port = int(service["port"])
+    if not fronted(service, default_host):
+        return [(host, port)]
+    return [(host, port + int(offset) + index) for index in range(replicas(service))]
+
+
+def probe_host(host: str) -> str:
+    """Where the role reaches an engine on its own host: loopback for a
     wildcard listen address, else the address it listens on."""
-    host = service.get("host", default_host)
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
+def replica_gpus(service: dict[str, Any]) -> list[list[Any]]:
+    """The service's gpus split evenly, in order, between its replicas."""
+    gpus = list(service.get("gpus") or [])
+    count = replicas(service)
+    if not gpus:
+        return [[] for _ in range(count)]
+    size = len(gpus) // count
+    return [gpus[index * size : (index + 1) * size] for index in range(count)]
+
+
+def endpoints(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the role asks each engine once it runs, one entry per unit in the
+    order of units(): the unit, its service's name, served name, runner and
+    warm-up switch, and the engine's base URL on this host."""
+    result = []
+    for service in services:
+        pairs = engine_endpoints(
+            service, settings["host"], settings.get("engine_port_offset", ENGINE_PORT_OFFSET)
+        )
+        for unit, (host, port) in zip(unit_names(service), pairs, strict=True):
+            result.append(
+                {
+                    "unit": unit,
+                    "service": service["name"],
+                    "served_name": service["served_name"],
+                    "pooling": service.get("runner") == "pooling",
+                    "warmup": bool(service.get("warmup")),
+                    "url": unitfile.url(probe_host(host), port, ""),
+                }
+            )
+    return result
+
+
 def units(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """The service_unit role's entries for these services, one aiprov-vllm-<name> each.
+    """The service_unit role's entries for these services: one unit per replica
+    (unit_names()), each on its own engine endpoint and share of the GPUs.
 
     settings: venv, user, group, home, key_file, host (the default listen
-    address), models_root, catalog, environment (for every service), gpu
-    (CUDA build: the NVIDIA devices), start_timeout, restart_sec,
-    restart_max_delay, limit_nofile. The service_unit role quotes every value.
+    address), engine_port_offset, models_root, catalog, environment (for every
+    service), gpu (CUDA build: the NVIDIA devices), start_timeout,
+    restart_sec, restart_max_delay, limit_nofile. The service_unit role
+    quotes every value.
     """
     home = str(settings["home"])
-    result = []
-    for index, service in enumerate(services):
-        gpus = list(service.get("gpus") or [])
-        environment = {
-            "HOME": home,
-            "TMPDIR": f"{home}/tmp",
-            "VLLM_CACHE_ROOT": f"{home}/.cache/vllm",
-            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-        }
-        if gpus:
-            environment["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
+    offset = settings.get("engine_port_offset", ENGINE_PORT_OFFSET)
+    result: list[dict[str, Any]] = []
+    placed: list[tuple[str, set[Any]]] = []  # (unit, gpus) of the units before
+    for service in services:
         merged = {**(settings.get("environment") or {}), **(service.get("environment") or {})}
-        environment.update({key: str(merged[key]) for key in sorted(merged)})
         path = model_path(service, settings["models_root"], settings.get("catalog") or [])
-        host = str(service.get("host", settings["host"]))
-        health_url = unitfile.url(probe_host(service, settings["host"]), service["port"], "/health")
-        result.append(
-            {
-                "name": f"aiprov-vllm-{service['name']}",
-                "description": f"aiprov vLLM {service['name']} "
-                f"({service['served_name']} on port {service['port']})",
-                # vLLM sizes its memory from what is free when it starts: earlier
-                # services on one of this service's GPUs must be healthy first.
-                "after": [
-                    f"aiprov-vllm-{other['name']}.service"
-                    for other in services[:index]
-                    if set(other.get("gpus") or []) & set(gpus)
-                ],
-                "exec_start": [
-                    f"{settings['venv']}/bin/python",
-                    "-m",
-                    ENTRYPOINT_MODULE,
-                    *service_argv(service, path, host),
-                ],
-                "user": settings["user"],
-                "group": settings["group"],
-                "working_directory": home,
-                "environment": environment,
-                "environment_files": [settings["key_file"]],
-                # Caches (VLLM_CACHE_ROOT, torch, triton, hub) and TMPDIR live in the home.
-                "read_write_paths": [home],
-                "gpu": str(settings.get("gpu")).lower() in ("true", "1", "yes"),
-                "health_url": health_url,
-                "start_timeout": int(settings["start_timeout"]),
-                "stop_timeout": 60,
-                "restart_sec": int(settings["restart_sec"]),
-                "restart_max_delay": int(settings["restart_max_delay"]),
-                "limit_nofile": int(settings["limit_nofile"]),
-                "syslog_identifier": f"aiprov-vllm-{service['name']}",
-                # torch.distributed's gloo (vLLM's CPU and control-plane process
-                # group) lists the network interfaces through netlink.
-                "address_families": ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"],
-            }
+        replica_units = zip(
+            unit_names(service),
+            engine_endpoints(service, settings["host"], offset),
+            replica_gpus(service),
+            strict=True,
         )
+        for unit, (host, port), gpus in replica_units:
+            environment = {
+                "HOME": home,
+                "TMPDIR": f"{home}/tmp",
+                "VLLM_CACHE_ROOT": f"{home}/.cache/vllm",
+                "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            }
+            if gpus:
+                environment["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
+            environment.update({key: str(merged[key]) for key in sorted(merged)})
+            result.append(
+                {
+                    "name": unit,
+                    "description": f"aiprov vLLM {service['name']} "
+                    f"({service['served_name']} on {host} port {port})",
+                    # vLLM sizes its memory from what is free when it starts:
+                    # earlier units on one of this unit's GPUs must be healthy first.
+                    "after": [f"{other}.service" for other, used in placed if used & set(gpus)],
+                    "exec_start": [
+                        f"{settings['venv']}/bin/python",
+                        "-m",
+                        ENTRYPOINT_MODULE,
+                        *service_argv({**service, "port": port}, path, host),
+                    ],
+                    "user": settings["user"],
+                    "group": settings["group"],
+                    "working_directory": home,
+                    "environment": environment,
+                    "environment_files": [settings["key_file"]],
+                    # Caches (VLLM_CACHE_ROOT, torch, triton, hub) and TMPDIR live in the home.
+                    "read_write_paths": [home],
+                    "gpu": str(settings.get("gpu")).lower() in ("true", "1", "yes"),
+                    "health_url": unitfile.url(probe_host(host), port, "/health"),
+                    "start_timeout": int(settings["start_timeout"]),
+                    "stop_timeout": 60,
+                    "restart_sec": int(settings["restart_sec"]),
+                    "restart_max_delay": int(settings["restart_max_delay"]),
+                    "limit_nofile": int(settings["limit_nofile"]),
+                    "syslog_identifier": unit,
+                    # torch.distributed's gloo (vLLM's CPU and control-plane process
+                    # group) lists the network interfaces through netlink.
+                    "address_families": ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"],
+                }
+            )
+            placed.append((unit, set(gpus)))
     return result

@@ -67,9 +67,18 @@ options:
     elements: dict
     default: []
   vllm_host:
-    description: Host name or address where Dify's containers reach the vLLM services.
+    description: Host name or address where Dify's containers reach the vLLM services (the front).
     type: str
     default: 127.0.0.1
+  vllm_scheme:
+    description: C(https) when the front serves TLS.
+    type: str
+    default: http
+    choices: [http, https]
+  service_api_keys:
+    description: A service's own key (its C(api_key)), by service name; the others use I(api_key).
+    type: dict
+    default: {}
   timeout:
     description: Seconds to wait for each HTTP request.
     type: int
@@ -102,16 +111,24 @@ def model_type_of(service: dict[str, Any]) -> str:
     return "rerank" if "rerank" in names else "text-embedding"
 
 
-def models_from_vllm(services: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
-    """The Dify models for aiprov's vLLM services (vllm_service_services)."""
+def models_from_vllm(
+    services: list[dict[str, Any]],
+    host: str,
+    scheme: str = "http",
+    keys: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The Dify models for aiprov's vLLM services (vllm_service_services),
+    reached through the key-checking front; `keys`: a service's own key, by name."""
     models = []
     for service in services:
         model = {
             "name": service.get("served_name") or service["name"],
             "type": model_type_of(service),
-            "endpoint_url": f"http://{host}:{service['port']}/v1",
+            "endpoint_url": f"{scheme}://{host}:{service['port']}/v1",
             "context_size": int(service.get("max_model_len") or 4096),
         }
+        if (keys or {}).get(service["name"]):
+            model["api_key"] = keys[service["name"]]
         if model["type"] == "llm" and service.get("enable_auto_tool_choice"):
             model["function_calling_type"] = "tool_call"
         models.append(model)
@@ -132,8 +149,8 @@ def credentials_for(model: dict[str, Any], api_key: str) -> dict[str, str]:
         )
     context = str(int(model.get("context_size") or 4096))
     creds = {"endpoint_url": str(model["endpoint_url"]), "context_size": context}
-    if api_key:
-        creds["api_key"] = api_key
+    if model.get("api_key") or api_key:
+        creds["api_key"] = str(model.get("api_key") or api_key)
     if kind == "llm":
         creds["mode"] = str(model.get("mode", "chat"))
         creds["max_tokens_to_sample"] = str(int(model.get("max_tokens") or context))
@@ -297,12 +314,19 @@ def main() -> None:
             "models": {"type": "list", "elements": "dict", "default": []},
             "vllm_services": {"type": "list", "elements": "dict", "default": []},
             "vllm_host": {"type": "str", "default": "127.0.0.1"},
+            "vllm_scheme": {"type": "str", "default": "http", "choices": ["http", "https"]},
+            "service_api_keys": {"type": "dict", "default": {}, "no_log": True},
             "timeout": {"type": "int", "default": 30},
         },
         supports_check_mode=True,
     )
     params = module.params
-    models = params["models"] or models_from_vllm(params["vllm_services"], params["vllm_host"])
+    models = params["models"] or models_from_vllm(
+        params["vllm_services"],
+        params["vllm_host"],
+        params["vllm_scheme"],
+        params["service_api_keys"],
+    )
     console = Console(params["console_url"], timeout=params["timeout"])
     try:
         if module.check_mode and console.call("GET", "/setup").get("step") != "finished":

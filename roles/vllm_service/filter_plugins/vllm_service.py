@@ -15,6 +15,6 @@ except ImportError:  # ansible-playbook from a checkout, with a Python that lack
 class FilterModule:
     def filters(self):
         return {
-            "vllm_service_probe_host": vllm_services.probe_host,
+            "vllm_service_endpoints": vllm_services.endpoints,
             "vllm_service_units": vllm_services.units,
         }

@@ -1,0 +1,165 @@
+"""The key-checking front (the gateway role's nginx): which routes a host
+serves and how each value is written into nginx's configuration.
+
+Every engine behind the front listens on loopback; the front listens on the
+service's public port, checks `Authorization: Bearer <key>` on every path with
+an exact, case-sensitive comparison, and forwards to the service's replicas
+(least connections), presenting the engine's own key. vLLM's `--api-key`
+guards only `/v1`, so the front is what keeps `/invocations`, `/pooling`,
+`/score`, `/rerank` and `/classify` closed.
+
+The routes come from the host's variables (inventory and extra vars), with
+each role's defaults for what the inventory leaves unset: the gateway role
+and `aiprov validate` compute them with the same function.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from aiprov import paths, vllm_services
+
+# RFC 6750's b64token: what a Bearer credential may be made of. Nothing in it
+# needs escaping in nginx's configuration or in an HTTP header.
+BEARER_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
+
+# nginx unescapes \\ and \" in a quoted string and expands $variables in it.
+_NGINX_UNSAFE = re.compile(r'["\\$\x00-\x1f\x7f]')
+
+_ROUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class GatewayError(ValueError):
+    pass
+
+
+def token_problem(token: Any) -> str | None:
+    """Why `token` cannot be a Bearer key, or None."""
+    if not isinstance(token, str) or not token:
+        return "is empty"
+    if not BEARER_TOKEN.match(token):
+        return (
+            "is not an RFC 6750 bearer token: use letters, digits and - . _ ~ + / "
+            "(with = only at the end), e.g. `openssl rand -hex 32`"
+        )
+    return None
+
+
+_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
+
+
+def size_problem(size: Any) -> str | None:
+    """Why `size` is not an nginx size (client_max_body_size), or None."""
+    if isinstance(size, bool) or not _SIZE.match(str(size)):
+        return f"{str(size)!r} is not a size such as 64m, 200m or 1g"
+    return None
+
+
+def nginx_string(value: Any) -> str:
+    """`value` as a double-quoted nginx string; refused where nginx would
+    unescape or expand something in it."""
+    text = str(value)
+    if _NGINX_UNSAFE.search(text):
+        raise GatewayError(f"gateway: a value nginx would unescape or expand: {text!r}")
+    return f'"{text}"'
+
+
+def listen(address: str, port: int) -> str:
+    """The `listen` argument for an address and port ([v6]:port for IPv6)."""
+    address = str(address)
+    if not re.match(r"^[0-9A-Fa-f.:]+$", address):
+        raise GatewayError(f"gateway: not an IP address: {address!r}")
+    if ":" in address:
+        address = f"[{address}]"
+    return f"{address}:{int(port)}"
+
+
+@cache
+def _role_defaults(role: str) -> dict[str, Any]:
+    return paths.read_yaml(paths.roles_dir() / role / "defaults" / "main.yml") or {}
+
+
+def _setting(host_vars: Mapping[str, Any], role: str, key: str) -> Any:
+    if key in host_vars:
+        return host_vars[key]
+    return _role_defaults(role).get(key)
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "yes", "on", "1")
+
+
+def routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The front's routes on a host, from its variables: one per vLLM service
+    whose engines listen on loopback, and FunASR's when its proxy is on.
+
+    Each route: name, port (public), backends ("127.0.0.1:18000", ...), key
+    (what clients must send), upstream_key (what the engine expects, or ""),
+    max_body_size.
+    """
+    found = []
+    default_host = _setting(host_vars, "vllm_service", "vllm_service_host")
+    offset = _setting(host_vars, "vllm_service", "vllm_service_engine_port_offset")
+    engine_key = _setting(host_vars, "vllm_service", "vllm_service_api_key") or ""
+    max_body = _setting(host_vars, "vllm_service", "vllm_service_max_body_size")
+    for service in _setting(host_vars, "vllm_service", "vllm_service_services") or []:
+        if not vllm_services.fronted(service, default_host):
+            continue
+        backends = vllm_services.engine_endpoints(service, default_host, offset)
+        found.append(
+            {
+                "name": f"vllm-{service['name']}",
+                "port": int(service["port"]),
+                "backends": [_backend(host, port) for host, port in backends],
+                "key": str(service.get("api_key") or engine_key),
+                "upstream_key": str(engine_key),
+                "max_body_size": str(service.get("max_body_size") or max_body),
+            }
+        )
+    if _truthy(_setting(host_vars, "funasr_service", "funasr_service_proxy_enabled")) and _setting(
+        host_vars, "funasr_service", "funasr_service_model"
+    ):
+        host = str(_setting(host_vars, "funasr_service", "funasr_service_host"))
+        found.append(
+            {
+                "name": "funasr",
+                "port": int(_setting(host_vars, "funasr_service", "funasr_service_proxy_port")),
+                "backends": [
+                    _backend(
+                        vllm_services.probe_host(host),
+                        int(_setting(host_vars, "funasr_service", "funasr_service_port")),
+                    )
+                ],
+                "key": str(_setting(host_vars, "funasr_service", "funasr_service_api_key") or ""),
+                "upstream_key": "",  # funasr-server has no authentication
+                "max_body_size": str(
+                    _setting(host_vars, "funasr_service", "funasr_service_proxy_max_body_size")
+                ),
+            }
+        )
+    return found
+
+
+def _backend(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def checked_routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """routes(), refusing what cannot be written safely (validate reports the
+    same problems with FILE: KEY before any run; this is the last guard)."""
+    found = routes(host_vars)
+    for route in found:
+        if not _ROUTE_NAME.match(route["name"]):
+            raise GatewayError(f"gateway: route name {route['name']!r} is not [a-z0-9_-]")
+        problem = token_problem(route["key"])
+        if problem:
+            raise GatewayError(f"gateway: the key of route {route['name']} {problem}")
+        if route["upstream_key"] and token_problem(route["upstream_key"]):
+            raise GatewayError(f"gateway: the engine key of route {route['name']} is not a token")
+        problem = size_problem(route["max_body_size"])
+        if problem:
+            raise GatewayError(f"gateway: route {route['name']}: {problem}")
+    return found
