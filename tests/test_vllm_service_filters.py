@@ -60,7 +60,7 @@ def test_systemd_quoting_keeps_json_and_specifiers():
 
 
 def test_probe_host_is_loopback_for_wildcard_listen_addresses():
-    assert plugin.probe_host({"port": 8000}, "0.0.0.0") == "127.0.0.1"
-    assert plugin.probe_host({"host": "::"}, "10.0.0.5") == "127.0.0.1"
-    assert plugin.probe_host({"host": "10.0.0.7"}, "0.0.0.0") == "10.0.0.7"
-    assert plugin.probe_host({}, "10.0.0.5") == "10.0.0.5"
+    assert plugin.probe_host("0.0.0.0") == "127.0.0.1"
+    assert plugin.probe_host("::") == "127.0.0.1"
+    assert plugin.probe_host("10.0.0.7") == "10.0.0.7"
+    assert plugin.probe_host("127.0.0.1") == "127.0.0.1"
