@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from click.testing import CliRunner
 
-from aiprov import doctor, inventory, paths, runner
+from aiprov import doctor, gpu_probe, inventory, paths, runner
 from aiprov.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
@@ -144,7 +144,7 @@ def test_proprietary_module_version_line():
     text = (
         "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
     )
-    assert doctor.parse_proc_version(text) == {
+    assert gpu_probe.parse_proc_version(text) == {
         "version": "550.54.14",
         "kernel_module": "proprietary",
     }

@@ -1,5 +1,7 @@
 """`aiprov doctor`: what each host has (OS, kernel, driver, GPUs, CUDA) against what
 its inventory expects. Read-only: hosts run data/doctor-probe.sh, which only asks.
+The GPU detection (PCI functions, loaded driver, Secure Boot) is aiprov.gpu_probe's,
+shared with the nvidia_driver role.
 
 Pure logic: no click, no rich. The probe's raw text is parsed here, so a host's
 real output can be kept as a test fixture (tests/fixtures/doctor/).
@@ -11,8 +13,6 @@ their meaning and type.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import shlex
 import signal
@@ -26,6 +26,16 @@ from typing import Any
 import yaml
 
 from aiprov import inventory, paths, runner
+from aiprov.gpu_probe import (
+    Gpu,
+    loaded_driver,
+    parse_gpus,
+    parse_pci,
+    parse_secure_boot,
+    probe_script,
+    satisfies,
+    split_sections,
+)
 from aiprov.vault import VaultOptions
 
 SCHEMA = "aiprov.doctor/1"
@@ -33,29 +43,7 @@ SCHEMA = "aiprov.doctor/1"
 # The aiprov_gpu_family of hosts without a GPU (the sandbox).
 CPU_FAMILY = "cpu"
 
-# The nvidia-smi query the probe runs; parse_gpus expects these columns.
-GPU_QUERY_FIELDS = (
-    "index",
-    "name",
-    "memory.total",
-    "pci.bus_id",
-    "persistence_mode",
-    "driver_version",
-)
-
-_SECTION = re.compile(r"^### (?P<name>[a-z-]+)$")
-_PROC_VERSION = re.compile(r"Kernel Module(?: for \S+)?\s+(?P<version>\d+\.\d+(?:\.\d+)?)")
 _NVCC_RELEASE = re.compile(r"release (?P<release>\d+\.\d+), V(?P<version>[\d.]+)")
-
-
-@dataclass
-class Gpu:
-    index: int
-    name: str
-    memory_mib: int | None
-    bus_id: str
-    persistence_mode: bool | None
-    driver_version: str
 
 
 @dataclass
@@ -96,23 +84,6 @@ class HostReport:
     missing: list[str] = field(default_factory=list)
 
 
-def probe_script() -> Path:
-    return paths.data_dir() / "doctor-probe.sh"
-
-
-def split_sections(text: str) -> dict[str, str]:
-    """The probe's output as {section: body}; text before the first header is dropped."""
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        match = _SECTION.match(line.strip())
-        if match:
-            current = sections.setdefault(match["name"], [])
-        elif current is not None:
-            current.append(line)
-    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
-
-
 def parse_os_release(text: str) -> dict[str, str]:
     result = {}
     for line in text.splitlines():
@@ -121,69 +92,6 @@ def parse_os_release(text: str) -> dict[str, str]:
             parts = shlex.split(value) or [""]
             result[key.lower()] = parts[0]
     return result
-
-
-def parse_secure_boot(text: str) -> bool | None:
-    """od's bytes of the SecureBoot EFI variable: the last one is 1 when it is on."""
-    numbers = text.split()
-    if not numbers:
-        return None
-    return numbers[-1] == "1"
-
-
-def parse_proc_version(text: str) -> dict[str, str | None]:
-    """/proc/driver/nvidia/version: the loaded module's version and flavour."""
-    match = _PROC_VERSION.search(text)
-    if not match:
-        return {"version": None, "kernel_module": None}
-    flavour = "open" if "Open Kernel Module" in text else "proprietary"
-    return {"version": match["version"], "kernel_module": flavour}
-
-
-def _int_or_none(value: str) -> int | None:
-    try:
-        return int(float(value))
-    except ValueError:
-        return None
-
-
-def parse_gpus(text: str) -> list[Gpu]:
-    """`nvidia-smi --query-gpu=<GPU_QUERY_FIELDS> --format=csv,noheader,nounits`.
-
-    Lines that are not rows of that query (nvidia-smi's error messages when no
-    driver is loaded) are ignored.
-    """
-    gpus = []
-    for row in csv.reader(io.StringIO(text), skipinitialspace=True):
-        if len(row) != len(GPU_QUERY_FIELDS) or not row[0].strip().isdigit():
-            continue
-        index, name, memory, bus_id, persistence, driver = (cell.strip() for cell in row)
-        gpus.append(
-            Gpu(
-                index=int(index),
-                name=name,
-                memory_mib=_int_or_none(memory),
-                bus_id=bus_id,
-                persistence_mode={"Enabled": True, "Disabled": False}.get(persistence),
-                driver_version=driver,
-            )
-        )
-    return gpus
-
-
-def parse_pci(text: str) -> dict[str, list[str]]:
-    """The probe's `ADDRESS 0xCCCCCC` lines: NVIDIA PCI functions by kind."""
-    kinds: dict[str, list[str]] = {"gpu": [], "nvswitch": []}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) != 2:
-            continue
-        code = parts[1].lower().removeprefix("0x")[:4]
-        if code in ("0300", "0302"):
-            kinds["gpu"].append(parts[0])
-        elif code == "0680":
-            kinds["nvswitch"].append(parts[0])
-    return kinds
 
 
 def parse_nvcc(text: str) -> dict[str, str | None]:
@@ -202,10 +110,7 @@ def parse_probe(host: str, text: str) -> HostReport:
         return HostReport(host=host, error="the probe's output is incomplete")
     gpus = parse_gpus(sections.get("gpus", ""))
     pci = parse_pci(sections.get("pci", ""))
-    driver = parse_proc_version(sections.get("proc-driver-version", ""))
-    driver["source"] = "/proc/driver/nvidia/version" if driver["version"] else None
-    if not driver["version"] and gpus:
-        driver.update(version=gpus[0].driver_version, source="nvidia-smi")
+    driver = loaded_driver(sections)
     return HostReport(
         host=host,
         os=parse_os_release(sections.get("os-release", "")),
@@ -311,12 +216,10 @@ def _driver_gaps(report: HostReport, expected: Expected) -> list[str]:
     if not installed:
         wanted = expected.driver_version or f"branch {expected.driver_branch}"
         return [f"no NVIDIA driver is loaded (expected {wanted})"]
-    if expected.driver_version:
-        if installed != expected.driver_version:
-            return [f"driver {installed} is loaded, expected {expected.driver_version}"]
-    elif not installed.startswith(expected.driver_branch + "."):
-        return [f"driver {installed} is loaded, expected branch {expected.driver_branch}"]
-    return []
+    if satisfies(installed, expected.driver_version, expected.driver_branch):
+        return []
+    wanted = expected.driver_version or f"branch {expected.driver_branch}"
+    return [f"driver {installed} is loaded, expected {wanted}"]
 
 
 def _gpu_gaps(report: HostReport, expected: Expected) -> list[str]:
