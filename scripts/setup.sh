@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(podman runc debootstrap uidmap iproute2 git git-lfs openssh-client espeak-ng sox)
+# prometheus: promtool, which tests/test_monitoring.py runs on the monitoring role's files
+apt_packages=(podman runc debootstrap uidmap iproute2 git git-lfs openssh-client espeak-ng sox prometheus)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

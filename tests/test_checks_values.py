@@ -140,6 +140,11 @@ def test_every_integer_variable_has_a_minimum_or_a_rule_of_its_own():
         "funasr_service_port",
         "funasr_service_proxy_port",
         "models_cache_port",
+        "monitoring_prometheus_port",
+        "monitoring_node_exporter_port",
+        "monitoring_alertmanager_port",
+        "monitoring_blackbox_port",
+        "monitoring_dcgm_exporter_port",
         # GPU counts and indexes: vllm_checks and checks_stacks, with the host's GPUs
         "gpus",
         "tensor_parallel_size",

@@ -211,6 +211,8 @@ MINIMUM = {
     "gateway_tls_self_signed_days": 1,
     # 0 would put an engine on its front's port.
     "vllm_service_engine_port_offset": 1,
+    # restarts in 15 minutes that make a loop: 0 would alert on every unit
+    "monitoring_restart_count": 1,
 }
 MINIMUM_BY_ENDING = {
     "_timeout": 0,
@@ -329,6 +331,7 @@ URL_KEYS = (
     "dify_models[].endpoint_url",
     "funasr_service_pip_index_url",
     "mineru_build_pip_index_url",
+    "monitoring_alertmanager_webhook_url",
     "models_hf_endpoint",
     "models_modelscope_endpoint",
     "models_pip_index_url",

@@ -1,0 +1,136 @@
+"""The monitoring role's values that its argument specs cannot check: Prometheus
+durations and sizes, alert thresholds, per-service SLOs, and the vLLM
+versions whose metric names the alert rules were checked against."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from aiprov import monitoring
+from aiprov.inventory import Host, Inventory, is_int, origin_file
+from aiprov.plan import SERVICES_KEY
+from aiprov.problems import Problem
+from aiprov.templating import is_template
+from aiprov.vllm_checks import role_defaults
+
+# Prometheus' duration (model.ParseDuration) and its retention size (units.Base2Bytes).
+_DURATION = re.compile(r"(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?")
+_SIZE = re.compile(r"\d+(?:B|KB|MB|GB|TB|PB|EB)")
+DURATIONS = ("monitoring_scrape_interval", "monitoring_evaluation_interval",
+             "monitoring_retention_time")  # fmt: skip
+RATIOS = ("monitoring_disk_free_ratio", "monitoring_kv_cache_ratio", "monitoring_gpu_memory_ratio")
+
+
+def duration_problem(value: Any) -> str | None:
+    text = str(value)
+    if not text or not _DURATION.fullmatch(text) or not re.search(r"[1-9]", text):
+        return f"'{text}' is not a Prometheus duration (a positive one such as 15s, 5m, 15d)"
+    return None
+
+
+def size_problem(value: Any) -> str | None:
+    text = str(value)
+    if text and not _SIZE.fullmatch(text):
+        return f"'{text}' is not a size Prometheus takes (such as 512MB or 10GB; empty for none)"
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if is_int(value) or isinstance(value, float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _values(host: Host) -> dict[str, Any]:
+    return {**role_defaults("monitoring"), **host.vars}
+
+
+def check_monitoring(inventory: Inventory) -> Iterator[Problem]:
+    default = inventory.sources[-1]
+    for host in inventory.hosts:
+        values = _values(host)
+        if values.get("monitoring_enabled") is not True:
+            continue
+        for name in (*DURATIONS, "monitoring_retention_size"):
+            value = values.get(name)
+            if value is None or is_template(value):
+                continue
+            check = size_problem if name == "monitoring_retention_size" else duration_problem
+            problem = check(value)
+            if problem:
+                yield Problem(origin_file(value, default), name, problem)
+        for name in RATIOS:
+            value = values.get(name)
+            number = _number(value)
+            if value is None or is_template(value) or number is None:
+                continue
+            if not 0 < number <= 1:
+                yield Problem(
+                    origin_file(value, default), name, f"{value} is not a share in (0, 1]"
+                )
+        listen = values.get("monitoring_prometheus_listen")
+        if isinstance(listen, str) and not is_template(listen):
+            try:
+                ipaddress.ip_address(listen)
+            except ValueError:
+                yield Problem(
+                    origin_file(listen, default),
+                    "monitoring_prometheus_listen",
+                    f"'{listen}' is not an IP address",
+                )
+        yield from _slos(host, values, default)
+        yield from _metric_data(host, values, default)
+
+
+def _slos(host: Host, values: dict[str, Any], default: str) -> Iterator[Problem]:
+    slos = {"monitoring_latency_slo_seconds": values.get("monitoring_latency_slo_seconds")}
+    table = values.get("monitoring_latency_slos")
+    services = {
+        str(s.get("name")) for s in (host.vars.get(SERVICES_KEY) or []) if isinstance(s, dict)
+    }
+    if isinstance(table, dict):
+        for name, seconds in table.items():
+            key = f"monitoring_latency_slos.{name}"
+            slos[key] = seconds
+            if not is_template(name) and str(name) not in services:
+                yield Problem(
+                    origin_file(table, default),
+                    key,
+                    f"no vLLM service named '{name}' on this host "
+                    f"(its services: {', '.join(sorted(services)) or 'none'})",
+                )
+    for key, seconds in slos.items():
+        number = _number(seconds)
+        if seconds is None or is_template(seconds) or number is None:
+            continue
+        if not number > 0:
+            yield Problem(
+                origin_file(seconds, default), key, f"{seconds} is not a positive number of seconds"
+            )
+
+
+def _metric_data(host: Host, values: dict[str, Any], default: str) -> Iterator[Problem]:
+    """The rules' vLLM metric names are checked against data for some versions only."""
+    if not host.vars.get(SERVICES_KEY):
+        return
+    version = host.vars.get("vllm_service_version", role_defaults("vllm_service").get(
+        "vllm_service_version"))  # fmt: skip
+    known = monitoring.vllm_metric_versions()
+    if version is None or is_template(version) or str(version) in known:
+        return
+    yield Problem(
+        origin_file(version, default),
+        "vllm_service_version",
+        f"the monitoring role's alert rules are checked against the metric names of vLLM "
+        f"{', '.join(known)} only; {version} may have renamed some (add its data with "
+        "scripts/gen_vllm_metrics.py)",
+        severity="warning",
+    )

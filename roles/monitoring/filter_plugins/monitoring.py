@@ -1,0 +1,20 @@
+"""The monitoring role's filters: a shim over aiprov.monitoring, their one home."""
+
+from __future__ import annotations
+
+try:
+    from aiprov import monitoring
+except ImportError:  # ansible-playbook from a checkout, with a Python that lacks aiprov
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "cli"))
+    from aiprov import monitoring
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "monitoring_prometheus_config": monitoring.prometheus_config,
+            "monitoring_rules": monitoring.rules,
+        }
