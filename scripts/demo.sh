@@ -94,6 +94,12 @@ smoke() {
   for host in $(seq 1 "$hosts"); do python scripts/sandbox_smoke.py "aiprov-sandbox-$host"; done
 }
 phase "what the sandbox serves" smoke
+# The fleet's table (each engine's /metrics through the front), then the
+# acceptance: AIPerf drives each service at the load its slo: names and the
+# check exits non-zero on a missed target; its artifacts land in the runs
+# directory, which the secret scan below reads.
+phase "status" aiprov status -i "$inventory"
+phase "check (SLO acceptance)" aiprov check -i "$inventory" -o "$AIPROV_RUNS_DIR/check"
 scan() {
   for host in $(seq 1 "$hosts"); do python scripts/sandbox_secret_scan.py "aiprov-sandbox-$host"; done
 }

@@ -23,6 +23,14 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[dev]'
+# `aiprov check`'s load generator (AIPerf), in its own environment inside .venv:
+# its pins (numpy, transformers, click...) stay out of aiprov's.
+aiperf_version=0.13.0
+if ! .venv/loadgen/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('aiperf') != '$aiperf_version')" 2>/dev/null; then
+  "$python" -m venv .venv/loadgen
+  .venv/loadgen/bin/pip install -q --upgrade pip
+  .venv/loadgen/bin/pip install -q "aiperf==$aiperf_version"
+fi
 
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/cli/aiprov/data/containers.conf}
 for suite in ${AIPROV_IMAGES:-bookworm trixie}; do

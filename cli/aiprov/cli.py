@@ -407,6 +407,100 @@ def doctor_command(
     sys.exit(doctor.exit_code(reports))
 
 
+def _validated(inventory: str, vault_options: vault.VaultOptions):
+    """The inventory, loaded and checked by every rule: bad input exits 4
+    (FILE: KEY: message) before any host is touched."""
+    from aiprov import inventory as inventory_module
+    from aiprov import validate
+
+    loaded = inventory_module.load(inventory, vault_options=vault_options)
+    found = validate.validate(loaded)
+    if validate.errors(found):
+        raise InputError(validate.errors(found))
+    return loaded
+
+
+@main.command("status")
+@click.option(
+    "-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_friendly_errors
+@_vault_options
+def status_command(inventory: str, as_json: bool, vault_options: vault.VaultOptions) -> None:
+    """One row per planned vLLM service: up or down, model, requests running and
+    waiting, KV-cache use, p50/p95 latency, GPU memory against the plan.
+
+    Reads each engine's /metrics through the key-checking front (the key goes in
+    a header, never on a command line). Latency is over the requests since the
+    previous `aiprov status` (within 10 minutes), else since the engine started.
+    Exits 2 when a planned service is down, 4 on bad input.
+
+    \b
+    Example:
+      aiprov status -i inventories/sandbox
+      aiprov status -i fleet --json
+    """
+    import json
+
+    from aiprov import status, templating
+
+    loaded = _validated(inventory, vault_options)
+    found = status.fleet_endpoints(loaded, templating.rendered, inventory)
+    readings = status.collect(found)
+    if as_json:
+        click.echo(json.dumps(status.to_json(found, readings), indent=2))
+    else:
+        progress.status(console, found, readings)
+    sys.exit(status.exit_code(readings))
+
+
+@main.command("check")
+@click.option(
+    "-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."
+)
+@click.option("--service", help="Check the services of this name only.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path, file_okay=False),
+    help="Directory for report.json, report.svg and the load generator's files "
+    "(default: a new one in aiprov's runs directory).",
+)  # fmt: skip
+@_friendly_errors
+@_vault_options
+def check_command(
+    inventory: str, service: str | None, output: Path | None, vault_options: vault.VaultOptions
+) -> None:
+    """Post-deploy acceptance: drive each vLLM service through the front with AIPerf
+    at the load its `slo:` names, and judge TTFT p95, latency, tokens/s, error rate.
+
+    Prints a table, writes report.json and report.svg; exits 2 when a target is
+    missed or a service cannot be driven, 4 on bad input. The key reaches the load
+    generator through its environment only.
+
+    \b
+    Example:
+      aiprov check -i inventories/sandbox
+      aiprov check -i fleet --service chat -o acceptance/
+    """
+    from aiprov import check, templating
+    from aiprov.problems import Problem
+
+    loaded = _validated(inventory, vault_options)
+    found = check.targets(loaded, templating.rendered, service)
+    if not found:
+        what = f"no vLLM service named '{service}'" if service else "no vLLM service"
+        raise InputError([Problem(inventory, "--service" if service else "hosts", what)])
+    directory = output or check.run_dir()
+    results = []
+    for endpoint, entry, tokenizer in found:
+        with err_console.status(f"driving {endpoint.host} {endpoint.service}…"):
+            results.append(check.check_one(endpoint, entry, tokenizer, directory))
+    report, plot = check.write_report(results, directory)
+    progress.check(console, results)
+    console.print(f"report: {report}\nplot:   {plot}")
+    sys.exit(check.exit_code(results))
+
+
 @main.group("sandbox")
 def sandbox_group() -> None:
     """Local sandbox hosts (podman containers with systemd) to try aiprov without GPUs.

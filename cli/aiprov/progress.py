@@ -391,3 +391,71 @@ def doctor(console: Console, reports: list[HostReport]) -> None:
         if not report.missing:
             table.add_row(Text("ok", style="green"), "matches the inventory")
         console.print(table)
+
+
+def _num(value: float | None, fmt: str = "{:g}", none: str = "-") -> str:
+    return none if value is None else fmt.format(value)
+
+
+def status(console: Console, endpoints: list, readings: list) -> None:
+    """`aiprov status`: one row per vLLM service of the fleet."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("host", "service", "state", "model"):
+        table.add_column(column, no_wrap=True)
+    for column in ("running", "waiting", "KV %", "p50 s", "p95 s", "over", "GPU GiB"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for endpoint, r in zip(endpoints, readings, strict=True):
+        state = Text("up", style="green") if r.up else Text(f"down ({r.error})", style="bold red")
+        gpu = (
+            f"{_num(r.gpu_used_gib, '{:.1f}', '?')}/{endpoint.planned_gib:.1f}"
+            if endpoint.planned_gib
+            else _num(r.gpu_used_gib, "{:.1f}")
+        )
+        table.add_row(
+            endpoint.host,
+            endpoint.service,
+            state,
+            r.model or endpoint.served_name,
+            _num(r.running, "{:.0f}"),
+            _num(r.waiting, "{:.0f}"),
+            _num(r.kv_cache_pct, "{:.1f}"),
+            _num(r.p50_s, "{:.2f}"),
+            _num(r.p95_s, "{:.2f}"),
+            r.window or "-" if r.up else "-",
+            gpu,
+        )
+    _print_whole(console, table)
+    down = sum(not r.up for r in readings)
+    summary = f"{len(readings) - down}/{len(readings)} services up"
+    console.print(Text(summary, style="bold red" if down else "green"))
+
+
+def check(console: Console, results: list) -> None:
+    """`aiprov check`: each service's targets, measured, met or missed."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("host", "service", "load", "target"):
+        table.add_column(column, no_wrap=True)
+    for column in ("limit", "measured"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for r in results:
+        e, w = r.endpoint, r.workload
+        load = f"{w.endpoint} c={w.concurrency} n={w.requests}"
+        if r.error:
+            table.add_row(e.host, e.service, load, "-", "-", "-", Text(r.error, style="bold red"))
+            continue
+        for v in r.verdicts:
+            sign = "<=" if v.bound == "max" else ">="
+            table.add_row(
+                e.host,
+                e.service,
+                load,
+                v.target,
+                f"{sign} {v.limit:g}",
+                "-" if v.measured is None else f"{v.measured:.4g}",
+                Text("ok", style="green") if v.ok else Text("MISSED", style="bold red"),
+            )
+    _print_whole(console, table)
+    failed = sum(not r.ok for r in results)
+    line = f"{len(results) - failed}/{len(results)} services met their SLO"
+    console.print(Text(line, style="bold red" if failed else "green"))

@@ -21,6 +21,7 @@ from aiprov import (
     gpu_checks,
     models_checks,
     schema,
+    slo,
     vllm_checks,
 )
 from aiprov.inventory import Inventory
@@ -71,6 +72,7 @@ RULES: tuple[Rule, ...] = (
     checks_values.check_funasr_binding,
     checks_values.check_plaintext_secrets,
     checks_values.check_reboot_batch,
+    slo.check_slo,
 )
 
 
