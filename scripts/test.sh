@@ -36,9 +36,10 @@ pytest -q
 declare -A usual=(
   [base]=90 [nouveau]=300 [python_env]=300 [models]=420 [docker]=300 [dify]=420
   [mineru]=240 [funasr_service]=420 [vllm_service]=900 [nvidia_driver]=1200 [cuda_toolkit]=900
+  [service_unit]=180
   [demo]=1200
 )
-lane_a="base nouveau python_env dify mineru nvidia_driver demo"
+lane_a="base nouveau python_env service_unit dify mineru nvidia_driver demo"
 lane_b="vllm_service funasr_service cuda_toolkit models docker"
 if [[ -n "${MOLECULE_SCENARIOS:-}" ]]; then
   lane_a=$MOLECULE_SCENARIOS lane_b=""
