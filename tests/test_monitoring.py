@@ -28,7 +28,7 @@ needs_promtool = pytest.mark.skipif(
 )
 
 SERVICES = [
-    {"name": "chat", "model": "m", "served_name": "c", "port": 8000},
+    {"name": "chat", "model": "m", "served_name": "c", "port": 8000, "slo": {"e2e_p95_ms": 5000}},
     {"name": "embedding", "model": "e", "served_name": "e", "port": 8001, "replicas": 2},
 ]
 HOST = {"vllm_service_services": SERVICES, "funasr_service_model": "paraformer-zh"}
@@ -49,7 +49,6 @@ SETTINGS = {
     "kv_cache_ratio": 0.9,
     "gpu_memory_ratio": 0.97,
     "latency_slo_seconds": 30,
-    "latency_slos": {"chat": 5},
     "restart_count": 3,
 }
 # What inventories give: everything on; a CPU host with only vLLM and no
@@ -58,7 +57,7 @@ CASES = {
     "gpu-host": (HOST, SETTINGS),
     "cpu-host": (
         {"vllm_service_services": SERVICES[:1]},
-        {**SETTINGS, "dcgm": False, "blackbox": False, "alertmanager": False, "latency_slos": {}},
+        {**SETTINGS, "dcgm": False, "blackbox": False, "alertmanager": False},
     ),
     "bare-host": ({}, {**SETTINGS, "dcgm": "False", "blackbox": "False"}),
 }

@@ -91,22 +91,8 @@ def check_monitoring(inventory: Inventory) -> Iterator[Problem]:
 
 
 def _slos(host: Host, values: dict[str, Any], default: str) -> Iterator[Problem]:
+    # A service's own latency target is its slo: (aiprov.slo checks it).
     slos = {"monitoring_latency_slo_seconds": values.get("monitoring_latency_slo_seconds")}
-    table = values.get("monitoring_latency_slos")
-    services = {
-        str(s.get("name")) for s in (host.vars.get(SERVICES_KEY) or []) if isinstance(s, dict)
-    }
-    if isinstance(table, dict):
-        for name, seconds in table.items():
-            key = f"monitoring_latency_slos.{name}"
-            slos[key] = seconds
-            if not is_template(name) and str(name) not in services:
-                yield Problem(
-                    origin_file(table, default),
-                    key,
-                    f"no vLLM service named '{name}' on this host "
-                    f"(its services: {', '.join(sorted(services)) or 'none'})",
-                )
     for key, seconds in slos.items():
         number = _number(seconds)
         if seconds is None or is_template(seconds) or number is None:

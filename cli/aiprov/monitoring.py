@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from aiprov import gateway, paths, vllm_services
+from aiprov import gateway, paths, slo, vllm_services
 
 # Metrics of the other exporters the rules use, by the exporter (and the
 # version) that serves them: node_exporter 1.5 (Debian 12's), DCGM exporter's
@@ -169,8 +169,8 @@ def rules(host_vars: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
     """The alert rules (a Prometheus rules file) for what breaks an inference server.
 
     settings: models_mountpoint, disk_free_ratio, kv_cache_ratio,
-    gpu_memory_ratio, latency_slo_seconds (default p95 end-to-end latency),
-    latency_slos (service name -> seconds), restart_count, dcgm (bool).
+    gpu_memory_ratio, latency_slo_seconds (the p95 end-to-end latency of a
+    service whose slo: names no e2e_p95_ms), restart_count, dcgm (bool).
     """
     units = r"aiprov-.+[.]service|nginx[.]service"
     service_rules = [
@@ -240,10 +240,14 @@ def rules(host_vars: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
         ),
     ]
     default_slo = float(settings["latency_slo_seconds"])
-    slos = {str(k): float(v) for k, v in (settings.get("latency_slos") or {}).items()}
-    services = [
-        str(s["name"]) for s in _setting(host_vars, "vllm_service", "vllm_service_services") or []
-    ]
+    entries = _setting(host_vars, "vllm_service", "vllm_service_services") or []
+    # A service's own target is its slo: e2e_p95_ms, the one `aiprov check` holds it to.
+    slos = {
+        str(s["name"]): slo.targets(s)["e2e_p95_ms"] / 1000
+        for s in entries
+        if "e2e_p95_ms" in slo.targets(s)
+    }
+    services = [str(s["name"]) for s in entries]
     for name in services:
         p95 = (
             "histogram_quantile(0.95, sum by (aiprov_service, le) ("
