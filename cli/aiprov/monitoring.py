@@ -25,7 +25,8 @@ from aiprov import gateway, paths, slo, vllm_services
 
 # Metrics of the other exporters the rules use, by the exporter (and the
 # version) that serves them: node_exporter 1.5 (Debian 12's), DCGM exporter's
-# default counters, and Prometheus' own `up` and blackbox's probe_success.
+# default counters, and Prometheus' own `up` and blackbox's probe_success
+# (the alert rules' and the dashboards' queries are checked against them).
 EXPORTER_METRICS = {
     "up": "prometheus",
     "probe_success": "prometheus-blackbox-exporter 0.23",
@@ -36,6 +37,9 @@ EXPORTER_METRICS = {
     "DCGM_FI_DEV_FB_USED": "dcgm-exporter (default-counters.csv)",
     "DCGM_FI_DEV_FB_FREE": "dcgm-exporter (default-counters.csv)",
     "DCGM_FI_DEV_XID_ERRORS": "dcgm-exporter (default-counters.csv)",
+    "DCGM_FI_DEV_GPU_UTIL": "dcgm-exporter (default-counters.csv)",
+    "DCGM_FI_DEV_GPU_TEMP": "dcgm-exporter (default-counters.csv)",
+    "DCGM_FI_DEV_POWER_USAGE": "dcgm-exporter (default-counters.csv)",
 }
 
 # The exporters' addresses on the host (a per-host Prometheus reads them on loopback).
