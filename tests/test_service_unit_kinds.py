@@ -66,6 +66,31 @@ def _cache_unit() -> dict:
     return yaml.safe_load(text)
 
 
+def _dcgm_unit(image: str = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.5-3.4.1-ubuntu22.04") -> dict:
+    return _role_unit(
+        "monitoring", "_monitoring_dcgm_unit", ["_monitoring_dcgm_container"],
+        _monitoring_docker="/usr/bin/docker", monitoring_dcgm_exporter_port=9400,
+        monitoring_dcgm_exporter_image=image,
+    )  # fmt: skip
+
+
+def test_dcgm_exporter_unit_runs_the_container_in_the_foreground(plugin):  # noqa: F811
+    image = "mirror.example/nvidia/dcgm-exporter:3.3.5-3.4.1-ubuntu22.04"
+    text = render(plugin, _dcgm_unit(image))
+    (pre,) = value_of(text, "ExecStartPre")
+    assert pre.startswith("-") and unquote_words(pre[1:]) == [
+        "/usr/bin/docker", "rm", "--force", "aiprov-dcgm-exporter",
+    ]  # fmt: skip
+    start = unquote_words(value_of(text, "ExecStart")[0])
+    assert start[:5] == ["/usr/bin/docker", "run", "--rm", "--name", "aiprov-dcgm-exporter"]
+    # An inventory value stays one argv word, on one line.
+    assert start[-2:] == ["127.0.0.1:9400:9400", image]
+    assert value_of(text, "User") == ["root"] and value_of(text, "CapabilityBoundingSet") == [""]
+    (post,) = value_of(text, "ExecStartPost")
+    assert "http://127.0.0.1:9400/metrics" in post
+    assert value_of(text, "Requires") == ["docker.service"]
+
+
 def test_compose_units_are_oneshot_up_reload_down(plugin):  # noqa: F811
     dify, mineru = _compose_units()
     text = render(plugin, dify)
@@ -114,8 +139,8 @@ def test_fixed_choices_refuse_other_values(plugin, field, value):  # noqa: F811
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
-def test_compose_and_cache_units_rate_3_5_or_less_offline(plugin, tmp_path):  # noqa: F811
-    for entry in [*_compose_units(), _cache_unit()]:
+def test_compose_cache_and_dcgm_units_rate_3_5_or_less_offline(plugin, tmp_path):  # noqa: F811
+    for entry in [*_compose_units(), _cache_unit(), _dcgm_unit()]:
         entry = dict(entry, working_directory=str(tmp_path))
         path = tmp_path / f"{entry['name']}.service"
         path.write_text(render(plugin, entry))
