@@ -145,13 +145,13 @@ def test_no_traceback_on_garbage(tmp_path, host_vars, command):
 
 
 def test_a_port_behind_a_switched_off_feature_is_free(monkeypatch):
-    from aiprov import vllm_checks
+    from aiprov import paths, vllm_checks
     from aiprov.inventory import Host
 
     def fake_defaults(role):
         return {"base_proxy_port": 9100, "base_proxy_enabled": False} if role == "base" else {}
 
-    monkeypatch.setattr(vllm_checks, "role_defaults", fake_defaults)
+    monkeypatch.setattr(paths, "role_defaults", fake_defaults)
     assert 9100 not in vllm_checks.other_ports(Host("h", [], {}))
     on = Host("h", [], {"base_proxy_enabled": True})
     assert vllm_checks.other_ports(on)[9100] == "base_proxy_port"

@@ -57,7 +57,7 @@ def tokenizer_for(host: Host, entry: dict[str, Any], render=None) -> loadgen.Tok
 
 
 def _default_hf_endpoint() -> str:
-    from aiprov.vllm_checks import role_defaults
+    from aiprov.paths import role_defaults
 
     return str(role_defaults("models").get("models_hf_endpoint") or "https://huggingface.co")
 

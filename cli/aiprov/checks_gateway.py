@@ -15,17 +15,17 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from aiprov import gateway, plan, vllm_services
+from aiprov import gateway, paths, plan, vllm_services
 from aiprov.inventory import Host, Inventory, is_int, origin_file
 from aiprov.plan import SERVICES_KEY
 from aiprov.problems import Problem
 from aiprov.templating import is_template
-from aiprov.vllm_checks import other_ports, role_defaults
+from aiprov.vllm_checks import other_ports
 
 
 def _setting(host: Host, key: str) -> Any:
     role = "gateway" if key.startswith("gateway_") else "vllm_service"
-    return host.vars.get(key, role_defaults(role).get(key))
+    return paths.role_setting(host.vars, role, key)
 
 
 def check_engine_exposure(inventory: Inventory) -> Iterator[Problem]:

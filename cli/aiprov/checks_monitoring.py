@@ -11,10 +11,10 @@ from typing import Any
 
 from aiprov import monitoring
 from aiprov.inventory import Host, Inventory, is_int, origin_file
+from aiprov.paths import role_defaults
 from aiprov.plan import SERVICES_KEY
 from aiprov.problems import Problem
 from aiprov.templating import is_template
-from aiprov.vllm_checks import role_defaults
 
 # Prometheus' duration (model.ParseDuration) and its retention size (units.Base2Bytes).
 _DURATION = re.compile(r"(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?")

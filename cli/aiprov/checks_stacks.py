@@ -55,7 +55,7 @@ def check_dify_reaches_vllm(inventory: Inventory) -> Iterator[Problem]:
     """Dify's containers reach the vLLM services it registers through the front,
     which must then listen where they can reach it (not on loopback)."""
     from aiprov import vllm_services
-    from aiprov.vllm_checks import role_defaults
+    from aiprov.paths import role_defaults
 
     default = inventory.sources[-1]
     for host in inventory.hosts:

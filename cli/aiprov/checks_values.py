@@ -272,7 +272,7 @@ def _role_active(role: str, host: Host, defaults: dict[str, Any]) -> bool:
 
 def _role_ports(host: Host) -> Iterator[tuple[str, Any, bool]]:
     """(variable, value, in use) of every *_port variable of every role on this host."""
-    from aiprov.vllm_checks import role_defaults
+    from aiprov.paths import role_defaults
 
     for role_dir in sorted(paths.roles_dir().iterdir()):
         role = role_dir.name

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from aiprov import paths, vllm_services
@@ -77,17 +76,6 @@ def listen(address: str, port: int) -> str:
     return f"{address}:{int(port)}"
 
 
-@cache
-def _role_defaults(role: str) -> dict[str, Any]:
-    return paths.read_yaml(paths.roles_dir() / role / "defaults" / "main.yml") or {}
-
-
-def _setting(host_vars: Mapping[str, Any], role: str, key: str) -> Any:
-    if key in host_vars:
-        return host_vars[key]
-    return _role_defaults(role).get(key)
-
-
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "yes", "on", "1")
 
@@ -100,15 +88,19 @@ def routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
     (what clients must send), upstream_key (what the engine expects, or ""),
     max_body_size.
     """
+
+    def vllm(key: str) -> Any:
+        return paths.role_setting(host_vars, "vllm_service", f"vllm_service_{key}")
+
+    def funasr(key: str) -> Any:
+        return paths.role_setting(host_vars, "funasr_service", f"funasr_service_{key}")
+
     found = []
-    default_host = _setting(host_vars, "vllm_service", "vllm_service_host")
-    offset = _setting(host_vars, "vllm_service", "vllm_service_engine_port_offset")
-    engine_key = _setting(host_vars, "vllm_service", "vllm_service_api_key") or ""
-    max_body = _setting(host_vars, "vllm_service", "vllm_service_max_body_size")
-    for service in _setting(host_vars, "vllm_service", "vllm_service_services") or []:
+    default_host, engine_key = vllm("host"), vllm("api_key") or ""
+    for service in vllm("services") or []:
         if not vllm_services.fronted(service, default_host):
             continue
-        backends = vllm_services.engine_endpoints(service, default_host, offset)
+        backends = vllm_services.engine_endpoints(service, default_host, vllm("engine_port_offset"))
         found.append(
             {
                 "name": f"vllm-{service['name']}",
@@ -116,28 +108,19 @@ def routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "backends": [_backend(host, port) for host, port in backends],
                 "key": str(service.get("api_key") or engine_key),
                 "upstream_key": str(engine_key),
-                "max_body_size": str(service.get("max_body_size") or max_body),
+                "max_body_size": str(service.get("max_body_size") or vllm("max_body_size")),
             }
         )
-    if _truthy(_setting(host_vars, "funasr_service", "funasr_service_proxy_enabled")) and _setting(
-        host_vars, "funasr_service", "funasr_service_model"
-    ):
-        host = str(_setting(host_vars, "funasr_service", "funasr_service_host"))
+    if _truthy(funasr("proxy_enabled")) and funasr("model"):
+        engine = vllm_services.probe_host(str(funasr("host")))
         found.append(
             {
                 "name": "funasr",
-                "port": int(_setting(host_vars, "funasr_service", "funasr_service_proxy_port")),
-                "backends": [
-                    _backend(
-                        vllm_services.probe_host(host),
-                        int(_setting(host_vars, "funasr_service", "funasr_service_port")),
-                    )
-                ],
-                "key": str(_setting(host_vars, "funasr_service", "funasr_service_api_key") or ""),
+                "port": int(funasr("proxy_port")),
+                "backends": [_backend(engine, int(funasr("port")))],
+                "key": str(funasr("api_key") or ""),
                 "upstream_key": "",  # funasr-server has no authentication
-                "max_body_size": str(
-                    _setting(host_vars, "funasr_service", "funasr_service_proxy_max_body_size")
-                ),
+                "max_body_size": str(funasr("proxy_max_body_size")),
             }
         )
     return found

@@ -61,16 +61,12 @@ def vllm_series(version: str) -> set[str]:
     return {s for metric in vllm_metrics(version).values() for s in metric["series"]}
 
 
-def _setting(host_vars: Mapping[str, Any], role: str, key: str) -> Any:
-    return gateway._setting(host_vars, role, key)
-
-
 def vllm_targets(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One static target group per engine: its loopback address, the service and unit."""
-    default_host = _setting(host_vars, "vllm_service", "vllm_service_host")
-    offset = _setting(host_vars, "vllm_service", "vllm_service_engine_port_offset")
+    default_host = paths.role_setting(host_vars, "vllm_service", "vllm_service_host")
+    offset = paths.role_setting(host_vars, "vllm_service", "vllm_service_engine_port_offset")
     groups = []
-    for service in _setting(host_vars, "vllm_service", "vllm_service_services") or []:
+    for service in paths.role_setting(host_vars, "vllm_service", "vllm_service_services") or []:
         pairs = vllm_services.engine_endpoints(service, default_host, offset)
         for unit, (host, port) in zip(vllm_services.unit_names(service), pairs, strict=True):
             address = vllm_services.probe_host(host)
@@ -86,12 +82,12 @@ def vllm_targets(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def funasr_target(host_vars: Mapping[str, Any]) -> str | None:
     """FunASR's /health URL on this host, where a FunASR model is configured."""
-    if not _setting(host_vars, "funasr_service", "funasr_service_model"):
+    if not paths.role_setting(host_vars, "funasr_service", "funasr_service_model"):
         return None
     host = vllm_services.probe_host(
-        str(_setting(host_vars, "funasr_service", "funasr_service_host"))
+        str(paths.role_setting(host_vars, "funasr_service", "funasr_service_host"))
     )
-    port = int(_setting(host_vars, "funasr_service", "funasr_service_port"))
+    port = int(paths.role_setting(host_vars, "funasr_service", "funasr_service_port"))
     return f"http://{host}:{port}/health"
 
 
@@ -244,7 +240,7 @@ def rules(host_vars: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
         ),
     ]
     default_slo = float(settings["latency_slo_seconds"])
-    entries = _setting(host_vars, "vllm_service", "vllm_service_services") or []
+    entries = paths.role_setting(host_vars, "vllm_service", "vllm_service_services") or []
     # A service's own target is its slo: e2e_p95_ms, the one `aiprov check` holds it to.
     slos = {
         str(s["name"]): slo.targets(s)["e2e_p95_ms"] / 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,18 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def read_yaml(path: Path) -> Any:
     """One of aiprov's own YAML files (package data, argument specs, role defaults)."""
     return yaml.load(path.read_text(), Loader=YAML_LOADER)
+
+
+@cache
+def role_defaults(role: str) -> dict[str, Any]:
+    """A role's defaults/main.yml as data ({} without one)."""
+    try:
+        data = read_yaml(roles_dir() / role / "defaults" / "main.yml")
+    except (OSError, yaml.YAMLError):  # no defaults, or Ansible-only tags (!unsafe, !vault)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def role_setting(host_vars: Any, role: str, key: str) -> Any:
+    """A role's variable as a host gets it: the host's value, else the role's default."""
+    return host_vars[key] if key in host_vars else role_defaults(role).get(key)

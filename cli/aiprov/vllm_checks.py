@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import cache
-from typing import Any
-
-import yaml
 
 from aiprov import paths, plan, vllm_services, vllmflags
 from aiprov.inventory import Host, Inventory, origin_file
@@ -49,16 +45,6 @@ def _family(method: str) -> str:
     return method
 
 
-@cache
-def role_defaults(role: str) -> dict[str, Any]:
-    path = paths.roles_dir() / role / "defaults" / "main.yml"
-    try:
-        data = paths.read_yaml(path)
-    except (OSError, yaml.YAMLError):  # no defaults, or Ansible-only tags (!unsafe, !vault)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _default_file(inventory: Inventory) -> str:
     return inventory.sources[-1]
 
@@ -73,7 +59,7 @@ def _hosts_with_services(inventory: Inventory) -> Iterator[tuple[Host, list[Serv
 
 def _version(host: Host) -> str | None:
     version = host.vars.get(
-        "vllm_service_version", role_defaults("vllm_service").get("vllm_service_version")
+        "vllm_service_version", paths.role_defaults("vllm_service").get("vllm_service_version")
     )
     return str(version) if version is not None else None
 
@@ -205,7 +191,7 @@ def other_ports(host: Host) -> dict[int, str]:
     taken = dict(FIXED_PORTS)
     for role_dir in sorted(paths.roles_dir().iterdir()):
         role = role_dir.name
-        defaults = role_defaults(role)
+        defaults = paths.role_defaults(role)
         if (
             role == "vllm_service"
             or host.vars.get(f"{role}_enabled", defaults.get(f"{role}_enabled")) is False
