@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from aiprov import paths, vllm_services
 
 # RFC 6750's b64token: what a Bearer credential may be made of. Nothing in it
@@ -76,10 +78,6 @@ def listen(address: str, port: int) -> str:
     return f"{address}:{int(port)}"
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("true", "yes", "on", "1")
-
-
 def routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The front's routes on a host, from its variables: one per vLLM service
     whose engines listen on loopback, and FunASR's when its proxy is on.
@@ -111,7 +109,7 @@ def routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "max_body_size": str(service.get("max_body_size") or vllm("max_body_size")),
             }
         )
-    if _truthy(funasr("proxy_enabled")) and funasr("model"):
+    if boolean(funasr("proxy_enabled"), strict=False) and funasr("model"):
         engine = vllm_services.probe_host(str(funasr("host")))
         found.append(
             {

@@ -21,7 +21,9 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from aiprov import gateway, paths, slo, vllm_services
+from ansible.module_utils.parsing.convert_bool import boolean
+
+from aiprov import paths, slo, vllm_services
 
 # Metrics of the other exporters the rules use, by the exporter (and the
 # version) that serves them: node_exporter 1.5 (Debian 12's), DCGM exporter's
@@ -118,7 +120,7 @@ def prometheus_config(host_vars: Mapping[str, Any], settings: Mapping[str, Any])
             }
         )
     health = funasr_target(host_vars)
-    if health and gateway._truthy(settings.get("blackbox")):
+    if health and boolean(settings.get("blackbox"), strict=False):
         jobs.append(
             {
                 "job_name": FUNASR_JOB,
@@ -136,7 +138,7 @@ def prometheus_config(host_vars: Mapping[str, Any], settings: Mapping[str, Any])
                 ],
             }
         )
-    if gateway._truthy(settings.get("dcgm")):
+    if boolean(settings.get("dcgm"), strict=False):
         jobs.append(_static(DCGM_JOB, f"127.0.0.1:{settings['dcgm_port']}", interval))
     config: dict[str, Any] = {
         "global": {
@@ -146,7 +148,7 @@ def prometheus_config(host_vars: Mapping[str, Any], settings: Mapping[str, Any])
         "rule_files": [str(settings["rules_file"])],
         "scrape_configs": jobs,
     }
-    if gateway._truthy(settings.get("alertmanager")):
+    if boolean(settings.get("alertmanager"), strict=False):
         config["alerting"] = {
             "alertmanagers": [
                 {"static_configs": [{"targets": [f"127.0.0.1:{settings['alertmanager_port']}"]}]}
@@ -267,7 +269,7 @@ def rules(host_vars: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
         {"name": "aiprov-services", "rules": service_rules},
         {"name": "aiprov-vllm", "rules": vllm_rules},
     ]
-    if gateway._truthy(settings.get("dcgm")):
+    if boolean(settings.get("dcgm"), strict=False):
         ratio = float(settings["gpu_memory_ratio"])
         groups.append(
             {
