@@ -582,3 +582,77 @@ def _print_hosts(hosts: list[sandbox.SandboxHost]) -> None:
     for host in hosts:
         table.add_row(host.name, host.state, host.address, host.image)
     console.print(table)
+
+
+@main.group("bundle")
+def bundle_group() -> None:
+    """Offline bundles: everything a fleet needs, built where the internet is,
+    checked and served where it is not.
+
+    \b
+    Example:
+      aiprov bundle build -i fleet -o /media/bundle
+      aiprov bundle verify /media/bundle -i fleet && aiprov bundle serve /media/bundle
+    """
+
+
+@bundle_group.command("verify")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "-i", "--inventory", type=click.Path(),
+    help="Also refuse the bundle for a host whose aiprov_os or aiprov_arch differs from it.",
+)  # fmt: skip
+@_friendly_errors
+@_vault_options
+def bundle_verify(
+    directory: Path, inventory: str | None, vault_options: vault.VaultOptions
+) -> None:
+    """Check every file of a bundle against its manifest (size and sha256), and the
+    bundle's OS release against the hosts'. Prints FILE: what: message and exits 4
+    on a missing or altered file or another release, before any host changes.
+
+    \b
+    Example:
+      aiprov bundle verify /media/bundle -i fleet
+    """
+    from aiprov import bundle
+    from aiprov import inventory as inventory_module
+
+    manifest = _bundle_manifest(directory)
+    with err_console.status(f"checking {len(manifest.items)} files…"):
+        found = list(bundle.verify(directory, manifest))
+    if inventory:
+        loaded = inventory_module.load(inventory, vault_options=vault_options)
+        hosts = [
+            (
+                host.origin("aiprov_os", inventory),
+                host.name,
+                str(host.vars.get("aiprov_os", "")),
+                str(host.vars.get("aiprov_arch", "")),
+            )
+            for host in loaded.hosts
+        ]
+        found += bundle.check_targets(directory, manifest, hosts)
+    if found:
+        raise InputError(found)
+    target = manifest.target
+    console.print(
+        f"{directory}: {len(manifest.items)} files, {_gib(manifest.size())} intact"
+        f" ({target.os}, Python {target.python}, {target.arch})"
+    )
+
+
+def _bundle_manifest(directory: Path):
+    from aiprov import bundle
+    from aiprov.problems import Problem
+
+    try:
+        return bundle.load(directory)
+    except bundle.BundleError as error:
+        raise InputError(
+            [Problem(str(directory / bundle.MANIFEST), "manifest", str(error))]
+        ) from None
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
