@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from aiprov import checks_mirrors, checks_values, paths, schema, validate
+from aiprov import checks_mirrors, checks_values, gpu_families, paths, schema, validate
 from aiprov.cli import main
 from aiprov.inventory import Host, Inventory
 
@@ -359,7 +359,7 @@ def test_catalog_entries_are_reported_with_their_index():
 
 
 def test_a_host_in_two_gpu_families():
-    assert set(checks_values.gpu_families()) >= {"a10", "a100", "l20"}
+    assert set(gpu_families.names()) >= {"a10", "a100", "l20", "h100", "h20", "rtx4090"}
     found = _problems(checks_values.check_gpu_family_groups, groups=("a10", "l20", "rack1"))
     assert found == [
         "inv.yml: gpu01: is in the GPU-family groups a10 and l20: their group_vars (GPU model, "

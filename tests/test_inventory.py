@@ -25,9 +25,8 @@ def test_family_group_vars_apply_to_hosts_in_the_group(tmp_path):
     assert host.vars["aiprov_gpu_memory_gib"] == 22.4
     assert host.vars["nvidia_driver_branch"] == "550"
     assert host.vars["cuda_toolkit_version"] == "12.4"
-    assert host.origin("aiprov_gpu_memory_gib", "?").startswith(
-        str(paths.share_dir() / "group_vars" / "a10.yml")
-    )
+    assert host.vars["aiprov_gpu_models"][0]["name"] == "NVIDIA A10"
+    assert host.origin("aiprov_gpu_memory_gib", "?").startswith(f"{paths.families_inventory()}:")
 
 
 def test_users_group_vars_override_family_defaults(tmp_path):

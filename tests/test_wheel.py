@@ -37,7 +37,6 @@ def test_wheel_carries_playbooks_roles_inventories_and_data(wheel):
         "aiprov/share/playbooks/action_plugins/aiprov_validate.py",
         "aiprov/share/roles/base/tasks/main.yml",
         "aiprov/share/roles/base/meta/argument_specs.yml",
-        "aiprov/share/group_vars/l20.yml",
         "aiprov/share/gpu_families.yml",
         "aiprov/share/inventories/l20-8x/hosts.yml",
         "aiprov/data/build-image.sh",

@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
-from aiprov import checks_mirrors, paths, schema, yaml_guard
+from aiprov import checks_mirrors, gpu_families, paths, schema, yaml_guard
 from aiprov.inventory import Host, Inventory, is_int, origin_file
 from aiprov.problems import Problem
 
@@ -204,6 +202,7 @@ MINIMUM = {
     "max_tokens": 1,
     "max_chunks": 1,
     "aiprov_gpu_count": 0,
+    "memory_mib": 1,  # aiprov_gpu_models[].memory_mib
     "models_disk_reserve_mib": 0,
     "models_cache_bwlimit_kib": 0,
     "limit_nofile": 0,  # a unit's own LimitNOFILE=; 0 keeps systemd's
@@ -332,6 +331,8 @@ URL_KEYS = (
     "funasr_service_pip_index_url",
     "mineru_build_pip_index_url",
     "monitoring_alertmanager_webhook_url",
+    "monitoring_grafana_url",
+    "monitoring_grafana_datasource_url",
     "models_hf_endpoint",
     "models_modelscope_endpoint",
     "models_pip_index_url",
@@ -491,12 +492,6 @@ def check_models_values(inventory: Inventory) -> Iterator[Problem]:
 # ---- hosts, groups and FunASR's binding ------------------------------------------------
 
 
-@cache
-def gpu_families() -> tuple[str, ...]:
-    data = yaml.safe_load(paths.families_inventory().read_text()) or {}
-    return tuple(sorted((data.get("all", {}).get("children") or {}).keys()))
-
-
 def _hosts_file(inventory: Inventory, host: str) -> str:
     """The user's inventory file that names `host` (the source itself if it is a file)."""
     source = Path(inventory.sources[-1])
@@ -516,7 +511,7 @@ def _hosts_file(inventory: Inventory, host: str) -> str:
 
 def check_gpu_family_groups(inventory: Inventory) -> Iterator[Problem]:
     """A host is in one GPU-family group at most: each brings its own GPU facts."""
-    families = set(gpu_families())
+    families = set(gpu_families.names())
     for host in inventory.hosts:
         found = sorted(families.intersection(host.groups))
         if len(found) > 1:
@@ -567,6 +562,7 @@ SECRET_KEYS = (
     "dify_vllm_api_key",
     "models_hf_token",
     "models_modelscope_token",
+    "monitoring_grafana_token",
 )
 # Mappings whose every value is a secret, and mappings of environment variables
 # (a secret by its name); `[].x` is an option of each entry of a list.

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from aiprov import inventory, paths, runner
+from aiprov.gpu_families import CPU_FAMILY
 from aiprov.gpu_probe import (
     Gpu,
     loaded_driver,
@@ -40,8 +41,6 @@ from aiprov.vault import VaultOptions
 
 SCHEMA = "aiprov.doctor/1"
 
-# The aiprov_gpu_family of hosts without a GPU (the sandbox).
-CPU_FAMILY = "cpu"
 
 _NVCC_RELEASE = re.compile(r"release (?P<release>\d+\.\d+), V(?P<version>[\d.]+)")
 

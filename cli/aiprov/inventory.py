@@ -1,7 +1,7 @@
 """Load an inventory with Ansible's own inventory and variable machinery.
 
 Group/host variable precedence is Ansible's: aiprov only adds one inventory
-source in front of the user's (gpu_families.yml, whose group_vars/ carry the
+source in front of the user's (gpu_families.yml, whose groups carry the
 per-GPU-family defaults), so the user's own group_vars and host_vars win.
 """
 

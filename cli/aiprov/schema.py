@@ -14,7 +14,7 @@ from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from aiprov import paths
+from aiprov import gpu_families, paths
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.problems import Problem
 
@@ -29,6 +29,9 @@ def specs() -> dict[str, dict[str, dict[str, Any]]]:
         options = data.get("argument_specs", {}).get("main", {}).get("options", {}) or {}
         found[role] = options
     fleet = paths.read_yaml(paths.data_dir() / "fleet_spec.yml")
+    # The family names live in gpu_families.yml alone.
+    family = fleet["options"]["aiprov_gpu_family"]
+    family["choices"] = [*gpu_families.names(), gpu_families.CPU_FAMILY]
     found["aiprov"] = fleet["options"]
     return found
 
