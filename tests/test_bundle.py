@@ -97,7 +97,7 @@ def test_other_release_and_arch(tmp_path):
             {
                 "format": 1,
                 "target": {"os": "d", "python": "3", "arch": "x"},
-                "items": [ITEM | {"part": "rpm"}],
+                "items": [ITEM | {"part": "debs"}],
             },
             "unknown part",
         ),

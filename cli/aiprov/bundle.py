@@ -22,7 +22,7 @@ from aiprov.problems import Problem
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-PARTS = ("wheels", "apt", "models", "images")
+PARTS = ("wheels", "apt", "rpm", "models", "images")
 _CHUNK = 1 << 20
 
 

@@ -656,3 +656,92 @@ def _bundle_manifest(directory: Path):
 
 def _gib(size: int) -> str:
     return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+@bundle_group.command("build")
+@click.option(
+    "-i", "--inventory", required=True, type=click.Path(), help="Inventory file or directory."
+)
+@click.option(
+    "-o", "--output", "directory", required=True,
+    type=click.Path(path_type=Path, file_okay=False), help="The bundle's directory.",
+)  # fmt: skip
+@click.option("--os", "os_name", default="", help="OS release of the hosts (default: aiprov_os).")
+@click.option("--arch", default="", help="Architecture of the hosts (default: aiprov_arch).")
+@click.option("--hf-endpoint", default="", help="Hub to fetch from (default: models_hf_endpoint).")
+@click.option(
+    "--modelscope-endpoint", default="", help="Default: the hosts' models_modelscope_endpoint."
+)
+@click.option(
+    "--only", "parts", multiple=True, type=click.Choice(["wheels", "apt", "models", "images"]),
+    help="Build only these parts (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--dry-run", is_flag=True, help="Resolve everything and print the size; download nothing."
+)
+@_friendly_errors
+@_vault_options
+def bundle_build(
+    inventory: str, directory: Path, os_name: str, arch: str, hf_endpoint: str,
+    modelscope_endpoint: str, parts: tuple[str, ...], dry_run: bool,
+    vault_options: vault.VaultOptions,
+) -> None:  # fmt: skip
+    """On a connected machine: download everything the inventory's hosts need
+    (locked wheels, distribution packages with their dependencies as a local
+    repository, catalog models, stack images) for their OS release, Python and
+    architecture, with a manifest of every file. A re-run fetches only what is
+    missing.
+
+    \b
+    Examples:
+      aiprov bundle build -i fleet -o /media/bundle
+      aiprov bundle build -i inventories/l20-8x -o /tmp/b --dry-run
+    """
+    import time
+
+    from aiprov import bundle, bundle_build, bundle_plan
+    from aiprov.problems import Problem
+
+    loaded = _validated(inventory, vault_options)
+    try:
+        plan = bundle_plan.plan(loaded, os_name, arch)
+    except bundle_plan.PlanError as error:
+        raise InputError([Problem(inventory, "aiprov_os", str(error))]) from None
+    endpoints = bundle_build.endpoints_for(loaded.hosts, hf_endpoint, modelscope_endpoint)
+    target = plan.target
+    console.print(
+        f"bundle for {target.os} ({plan.suite}), Python {target.python}, {target.arch}:"
+        f" {len(plan.requirements)} requirements, {len(plan.packages)} packages,"
+        f" {len(plan.models)} models, {len(plan.images)} images"
+    )
+
+    def say(line: str) -> None:
+        console.print(Text(line, style="dim"), soft_wrap=True)
+
+    started = time.monotonic()
+    try:
+        if dry_run:
+            found = bundle_build.estimate(plan, endpoints, say)
+            table = Table("part", "files", "size")
+            for part, size in found.sizes.items():
+                table.add_row(part, str(found.counts.get(part, "")), _gib(size))
+            table.add_row("total", "", _gib(sum(found.sizes.values())))
+            console.print(table)
+            notes = found.notes
+        else:
+            manifest, notes = bundle_build.build(
+                directory, plan, endpoints, say, parts or bundle.PARTS
+            )
+            table = Table("part", "files", "size")
+            for part in bundle.PARTS:
+                if manifest.part(part):
+                    table.add_row(part, str(len(manifest.part(part))), _gib(manifest.size(part)))
+            table.add_row("total", str(len(manifest.items)), _gib(manifest.size()))
+            console.print(table)
+            console.print(f"manifest: {directory / bundle.MANIFEST}")
+    except bundle.BundleError as error:
+        _error(str(error))
+        sys.exit(runner.EXIT_ERROR)
+    for note in notes:
+        console.print(Text("note: " + note, style="yellow"), soft_wrap=True)
+    console.print(f"took {time.monotonic() - started:.0f} s")

@@ -1,0 +1,168 @@
+"""What an offline bundle must carry for an inventory's hosts (pure: no network).
+
+From each host's variables (with the roles' defaults): the roles it runs, the
+pip requirements those roles install, the distribution packages their
+vars/<family>.yml name, the catalog models it needs (aiprov.host_models, as the
+models role) and the container images of its compose stacks. `aiprov bundle
+build` resolves these for the target (OS release, Python, architecture) and
+downloads them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiprov import host_models, paths
+from aiprov.bundle import Target
+from aiprov.inventory import Inventory
+
+# aiprov_os → (package family, suite, the release's python3).
+RELEASES = {
+    "debian12": ("Debian", "bookworm", "3.11"),
+    "debian13": ("Debian", "trixie", "3.13"),
+    "ubuntu22.04": ("Debian", "jammy", "3.10"),
+    "ubuntu24.04": ("Debian", "noble", "3.12"),
+    "rhel9": ("RedHat", "9", "3.9"),
+}
+DEFAULT_OS = "debian12"
+DEFAULT_ARCH = "x86_64"
+# A role's package lists in vars/<family>.yml: `_<role>_..._packages`.
+_PACKAGE_KEY = re.compile(r"^_[a-z_]+_packages$")
+
+
+class PlanError(Exception):
+    pass
+
+
+@dataclass
+class Plan:
+    target: Target
+    family: str
+    suite: str
+    requirements: list[str] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    # What the bundle cannot carry, and why (shown by build and --dry-run).
+    notes: list[str] = field(default_factory=list)
+
+
+def _setting(values: Mapping[str, Any], role: str, key: str) -> Any:
+    return paths.role_setting(values, role, key)
+
+
+def roles_run(values: Mapping[str, Any]) -> list[str]:
+    """The roles playbooks/bootstrap.yml runs on a host that install something."""
+    gpu = values.get("aiprov_gpu_family", "") != "cpu"
+    docker = bool(values.get("aiprov_docker_enabled", True))
+    roles = ["base", "python_env", "models"]
+    roles += ["nouveau", "nvidia_driver", "cuda_toolkit"] if gpu else []
+    roles += ["docker"] if docker else []
+    if _setting(values, "vllm_service", "vllm_service_services"):
+        roles += ["vllm_service", "gateway"]
+    if _setting(values, "funasr_service", "funasr_service_model"):
+        roles += ["funasr_service", "gateway"]
+    if docker and _setting(values, "dify", "dify_enabled"):
+        roles.append("dify")
+    if docker and _setting(values, "mineru", "mineru_services"):
+        roles.append("mineru")
+    if _setting(values, "monitoring", "monitoring_enabled"):
+        roles.append("monitoring")
+    return list(dict.fromkeys(roles))
+
+
+def requirements(values: Mapping[str, Any], catalog: list[dict[str, Any]]) -> list[str]:
+    """The pip requirements the roles install on a host (their install tasks' argv)."""
+    found: list[str] = []
+    if _setting(values, "vllm_service", "vllm_service_services"):
+        package = _setting(values, "vllm_service", "vllm_service_package")
+        version = _setting(values, "vllm_service", "vllm_service_version")
+        found.append(f"{package}=={version}")
+        found += _setting(values, "vllm_service", "vllm_service_extra_packages") or []
+    if _setting(values, "funasr_service", "funasr_service_model"):
+        found.append(f"funasr=={_setting(values, 'funasr_service', 'funasr_service_version')}")
+        found.append(_setting(values, "funasr_service", "funasr_service_torch_requirement"))
+        # funasr-server's own needs (roles/funasr_service/tasks/install.yml).
+        found += ["fastapi", "uvicorn", "python-multipart", "kaldi-native-fbank"]
+        found += _setting(values, "funasr_service", "funasr_service_extra_packages") or []
+    hubs = {entry.get("hub") for entry in catalog}
+    if "huggingface" in hubs:
+        found.append(
+            f"huggingface_hub=={_setting(values, 'models', 'models_huggingface_hub_version')}"
+        )
+    if "modelscope" in hubs:
+        found.append(f"modelscope=={_setting(values, 'models', 'models_modelscope_version')}")
+    return found
+
+
+def packages(values: Mapping[str, Any], family: str) -> list[str]:
+    """Distribution packages the host's roles name in vars/<family>.yml.
+
+    Only plain lists: a templated list depends on facts of the running host
+    (its kernel's headers, the release's compose package), which a bundle
+    cannot know; the build reports names the archive does not have.
+    """
+    found: list[str] = []
+    for role in roles_run(values):
+        path = paths.roles_dir() / role / "vars" / f"{family}.yml"
+        if not path.is_file():
+            continue
+        for key, value in (paths.read_yaml(path) or {}).items():
+            if _PACKAGE_KEY.match(key) and isinstance(value, list):
+                found += [v for v in value if isinstance(v, str) and "{{" not in v]
+    return found
+
+
+def images(values: Mapping[str, Any]) -> list[str]:
+    """Container images of the host's compose stacks that come from a registry."""
+    found: list[str] = []
+    if "mineru" in roles_run(values) and not _setting(values, "mineru", "mineru_image_build"):
+        registry = _setting(values, "mineru", "mineru_image_registry")
+        name = _setting(values, "mineru", "mineru_image_name")
+        tag = values.get("mineru_image_tag") or _setting(values, "mineru", "mineru_version")
+        found.append(f"{registry}/{name}:{tag}" if registry else f"{name}:{tag}")
+    return found
+
+
+def _one(hosts: Iterable[Any], key: str, default: str, what: str) -> str:
+    seen = {str(h.vars.get(key) or default) for h in hosts}
+    if len(seen) > 1:
+        raise PlanError(
+            f"the hosts run different {what} ({', '.join(sorted(seen))}): build one bundle"
+            f" per {what} with --limit or --{key.removeprefix('aiprov_')}"
+        )
+    return seen.pop()
+
+
+def plan(inventory: Inventory, os_name: str = "", arch: str = "") -> Plan:
+    """What a bundle for every host of `inventory` must carry.
+
+    The target is the hosts' aiprov_os and aiprov_arch (unset: debian12 on
+    x86_64) unless `os_name`/`arch` override it; one bundle has one target.
+    """
+    hosts = inventory.hosts
+    os_name = os_name or _one(hosts, "aiprov_os", DEFAULT_OS, "OS release")
+    arch = arch or _one(hosts, "aiprov_arch", DEFAULT_ARCH, "architecture")
+    if os_name not in RELEASES:
+        raise PlanError(f"unknown OS release {os_name} (known: {', '.join(RELEASES)})")
+    family, suite, python = RELEASES[os_name]
+    result = Plan(Target(os_name, python, arch), family, suite)
+    values = [h.vars for h in hosts]
+    catalog = list(values[0].get("models_catalog") or []) if values else []
+    ids = host_models.fleet_model_ids(values, [e.get("id") for e in catalog])
+    result.models = [e for e in catalog if e.get("id") in ids]
+    for host in values:
+        result.requirements += requirements(host, result.models)
+        result.packages += packages(host, family)
+        result.images += images(host)
+    result.requirements = list(dict.fromkeys(result.requirements))
+    result.packages = sorted(set(result.packages))
+    result.images = list(dict.fromkeys(result.images))
+    if any(_setting(h, "dify", "dify_enabled") for h in values):
+        result.notes.append(
+            "dify: its images are named in its release archive's compose file; not bundled"
+        )
+    return result
