@@ -745,3 +745,47 @@ def bundle_build(
     for note in notes:
         console.print(Text("note: " + note, style="yellow"), soft_wrap=True)
     console.print(f"took {time.monotonic() - started:.0f} s")
+
+
+@bundle_group.command("serve")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--address", default="",
+    help="Address of this machine the hosts reach (default: the sandbox network's gateway).",
+)  # fmt: skip
+@click.option(
+    "--port", default=8780, show_default=True, type=click.IntRange(1024, 65000),
+    help="First port: the index on it, the hub on the next, the APT repository after.",
+)  # fmt: skip
+@click.option("--stop", "stop_servers", is_flag=True, help="Stop the servers of DIRECTORY.")
+@_friendly_errors
+def bundle_serve(directory: Path, address: str, port: int, stop_servers: bool) -> None:
+    """Serve a bundle to hosts that reach nothing else: a package index
+    (pypiserver), a Hugging Face-compatible hub (Olah), the APT repository over
+    HTTP; writes the overlay that points every role at them (-e @FILE).
+
+    \b
+    Examples:
+      aiprov bundle serve /media/bundle --address 10.0.0.5
+      aiprov bootstrap -i fleet -e @/media/bundle/.serve/overlay.yml
+      aiprov bundle serve /media/bundle --stop
+    """
+    from aiprov import bundle, bundle_serve
+
+    if stop_servers:
+        stopped = bundle_serve.stop(directory)
+        console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return
+    manifest = _bundle_manifest(directory)
+    address = address or sandbox.ensure_network()
+    try:
+        with console.status(f"starting the bundle's servers on {address}…"):
+            served, overlay = bundle_serve.serve(directory, manifest, address, port)
+    except bundle.BundleError as error:
+        _error(str(error))
+        sys.exit(runner.EXIT_ERROR)
+    table = Table("server", "url", "pid")
+    for server in served:
+        table.add_row(server.what, server.url, str(server.pid))
+    console.print(table)
+    console.print(f"overlay: {overlay} (aiprov bootstrap -i INVENTORY -e @{overlay})")
