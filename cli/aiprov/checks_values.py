@@ -492,7 +492,7 @@ def check_models_values(inventory: Inventory) -> Iterator[Problem]:
 # ---- hosts, groups and FunASR's binding ------------------------------------------------
 
 
-def _hosts_file(inventory: Inventory, host: str) -> str:
+def hosts_file(inventory: Inventory, host: str) -> str:
     """The user's inventory file that names `host` (the source itself if it is a file)."""
     source = Path(inventory.sources[-1])
     if source.is_file():
@@ -516,7 +516,7 @@ def check_gpu_family_groups(inventory: Inventory) -> Iterator[Problem]:
         found = sorted(families.intersection(host.groups))
         if len(found) > 1:
             yield Problem(
-                _hosts_file(inventory, host.name),
+                hosts_file(inventory, host.name),
                 host.name,
                 f"is in the GPU-family groups {' and '.join(found)}: their group_vars "
                 "(GPU model, memory, count) contradict each other and Ansible silently "

@@ -240,20 +240,72 @@ def models_pull(**opts) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--profile", required=True, help="Built-in layout: " + ", ".join(profiles.names()))
+@click.argument("hosts", nargs=-1)
+@click.option(
+    "--profile",
+    required=True,
+    help="Built-in layout (with --discover: whose models to plan): " + ", ".join(profiles.names()),
+)
+@click.option(
+    "--discover",
+    is_flag=True,
+    help="Ask HOSTS (read-only: doctor's probe) and write each in its GPU family with its GPUs "
+    "as found and a checked plan of the profile's models.",
+)
+@click.option(
+    "--hosts-file",
+    type=click.Path(path_type=Path),
+    help="With --discover: more hosts, one [user@]host[:port] per line (# comments).",
+)
+@click.option(
+    "--connection",
+    default="ssh",
+    show_default=True,
+    help="With --discover: how Ansible reaches the hosts (local: this machine).",
+)
 @click.option("--force", is_flag=True, help="Overwrite files in a non-empty DIRECTORY.")
 @_friendly_errors
-def init(directory: Path, profile: str, force: bool) -> None:
-    """Write a ready inventory for a built-in layout into DIRECTORY.
+def init(
+    directory: Path,
+    hosts: tuple[str, ...],
+    profile: str,
+    discover: bool,
+    hosts_file: Path | None,
+    connection: str,
+    force: bool,
+) -> None:
+    """Write a ready inventory for a built-in layout into DIRECTORY, or, with
+    --discover, one for the HOSTS as they are.
+
+    --discover runs doctor's read-only probe on each host ([user@]host[:port],
+    as for ssh), puts it in the group of its GPU family with its GPU count,
+    memory and NVSwitches as found, and plans the profile's models on its GPUs
+    with validate's own rules. A host without an NVIDIA GPU, with a model no
+    family lists or with mixed models is named and left out (exit 2); one that
+    cannot be asked exits 3. The written inventory is validated.
 
     \b
     Example:
       aiprov init fleet --profile a10-4x
+      aiprov init fleet --discover --profile l20-8x root@10.0.0.11 root@10.0.0.12
+      aiprov init fleet --discover --profile l20-8x --hosts-file gpu-hosts.txt
+      aiprov init here --discover --profile qwen3-32b-2x --connection local localhost
     """
-    written = profiles.init(directory, profile, force=force)
-    for path in written:
-        console.print(f"wrote {path}")
-    console.print(f"next: edit {directory}/hosts.yml, then `aiprov validate -i {directory}`")
+    if not discover:
+        if hosts or hosts_file:
+            raise profiles.ProfileError("hosts are asked only with --discover")
+        written = profiles.init(directory, profile, force=force)
+        for path in written:
+            console.print(f"wrote {path}")
+        console.print(f"next: edit {directory}/hosts.yml, then `aiprov validate -i {directory}`")
+        return
+    from aiprov import discover as discovering
+
+    targets = discovering.targets(list(hosts), hosts_file)
+    with err_console.status(f"asking {len(targets)} host(s)…"):
+        result = discovering.discover(directory, targets, profile, connection, force=force)
+    progress.discovered(console, result)
+    sys.exit(result.exit_code)
 
 
 @main.command("validate")

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from aiprov import inventory, paths, runner
+from aiprov import checks_values, gpu_families, inventory, paths, runner
 from aiprov.gpu_families import CPU_FAMILY
 from aiprov.gpu_probe import (
     Gpu,
@@ -33,6 +33,8 @@ from aiprov.gpu_probe import (
     parse_gpus,
     parse_pci,
     parse_secure_boot,
+    pci_address,
+    pci_gpu_devices,
     probe_script,
     satisfies,
     split_sections,
@@ -76,6 +78,7 @@ class HostReport:
     driver: dict[str, str | None] = field(default_factory=dict)
     gpus: list[Gpu] = field(default_factory=list)
     pci_gpus: list[str] = field(default_factory=list)
+    pci_gpu_devices: dict[str, str] = field(default_factory=dict)  # address: device id
     nvswitches: list[str] = field(default_factory=list)
     fabricmanager: str | None = None
     cuda_toolkit: dict[str, str | None] = field(default_factory=dict)
@@ -119,6 +122,7 @@ def parse_probe(host: str, text: str) -> HostReport:
         driver=driver,
         gpus=gpus,
         pci_gpus=pci["gpu"],
+        pci_gpu_devices=pci_gpu_devices(sections.get("pci", "")),
         nvswitches=pci["nvswitch"],
         fabricmanager=sections.get("fabricmanager") or None,
         cuda_toolkit=parse_nvcc(sections.get("nvcc", "")),
@@ -247,14 +251,69 @@ def _gpu_gaps(report: HostReport, expected: Expected) -> list[str]:
     return gaps
 
 
+def found_models(report: HostReport) -> list[tuple[str, str, list[int]]]:
+    """The GPUs a host shows, grouped by model: [(name, PCI device id, indexes)].
+
+    Named by nvidia-smi when a driver is loaded, else by the PCI device id alone
+    (name ""), numbered in bus order.
+    """
+    groups: dict[tuple[str, str], list[int]] = {}
+    if report.gpus:
+        for gpu in report.gpus:
+            device = report.pci_gpu_devices.get(pci_address(gpu.bus_id), "")
+            groups.setdefault((gpu.name, device), []).append(gpu.index)
+    else:
+        for index, address in enumerate(sorted(report.pci_gpus)):
+            device = report.pci_gpu_devices.get(address, "")
+            groups.setdefault(("", device), []).append(index)
+    return [(name, device, indexes) for (name, device), indexes in groups.items()]
+
+
+def describe(name: str, device: str) -> str:
+    return name or f"PCI device {device or '(id unknown)'} (no driver to name it)"
+
+
+def family_gaps(report: HostReport, host_vars: Mapping[str, Any], where: str) -> list[str]:
+    """GPUs that are none of the models of the host's family group, as
+    `FILE: HOST: message` naming the group, the model found and where it belongs."""
+    family = host_vars.get("aiprov_gpu_family")
+    models = gpu_families.models_of(host_vars.get("aiprov_gpu_models"))
+    if not isinstance(family, str) or family == CPU_FAMILY or not models:
+        return []
+    gaps = []
+    for name, device, indexes in found_models(report):
+        if any(gpu_families.matches(model, name, device) for model in models):
+            continue
+        known = gpu_families.identify(name, device)
+        fix = (
+            f"move the host to group {known[0].name}"
+            if known
+            else "no GPU family lists this model: add it to gpu_families.yml, or list it in "
+            "the host's aiprov_gpu_models"
+        )
+        which = ", ".join(map(str, indexes))
+        listed = ", ".join(model.name for model in models)
+        gaps.append(
+            f"{where}: {report.host}: GPU {which} is {describe(name, device)}, not a model of "
+            f"its family group {family} ({listed}); {fix}"
+        )
+    return gaps
+
+
 def check(
-    host: str, probe_output: str, host_vars: Mapping[str, Any], defaults: Mapping[str, Any]
+    host: str,
+    probe_output: str,
+    host_vars: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    where: str = "",
 ) -> HostReport:
+    """One host's report against its inventory; `where` is the inventory file that
+    names the host (family mismatches are reported as `where: host: ...`)."""
     report = parse_probe(host, probe_output)
     if report.error:
         return report
     report.expected = expectations(host_vars, defaults)
-    report.missing = compare(report, report.expected)
+    report.missing = family_gaps(report, host_vars, where) + compare(report, report.expected)
     return report
 
 
@@ -338,7 +397,8 @@ def doctor(
         elif isinstance(output, HostReport):
             reports.append(output)
         else:
-            reports.append(check(host.name, output, host.vars, defaults))
+            where = checks_values.hosts_file(loaded, host.name)
+            reports.append(check(host.name, output, host.vars, defaults, where))
     return reports
 
 

@@ -128,19 +128,43 @@ def parse_gpus(text: str) -> list[Gpu]:
     return gpus
 
 
-def parse_pci(text: str) -> dict[str, list[str]]:
-    """The probe's `ADDRESS 0xCCCCCC` lines: NVIDIA PCI functions by kind."""
-    kinds: dict[str, list[str]] = {"gpu": [], "nvswitch": []}
+def _pci_functions(text: str) -> Iterable[tuple[str, str, str]]:
+    """The probe's `ADDRESS 0xCCCCCC [0xDDDD]` lines as (address, class, device id).
+
+    The device id is "" in the answers of probes older than that column.
+    """
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 2:
-            continue
-        code = parts[1].lower().removeprefix("0x")[:4]
+        if len(parts) in (2, 3):
+            code = parts[1].lower().removeprefix("0x")[:4]
+            yield parts[0], code, parts[2].lower() if len(parts) == 3 else ""
+
+
+def parse_pci(text: str) -> dict[str, list[str]]:
+    """NVIDIA PCI functions by kind: {"gpu": [addresses], "nvswitch": [addresses]}."""
+    kinds: dict[str, list[str]] = {"gpu": [], "nvswitch": []}
+    for address, code, _ in _pci_functions(text):
         if code in GPU_CLASSES:
-            kinds["gpu"].append(parts[0])
+            kinds["gpu"].append(address)
         elif code == NVSWITCH_CLASS:
-            kinds["nvswitch"].append(parts[0])
+            kinds["nvswitch"].append(address)
     return kinds
+
+
+def pci_gpu_devices(text: str) -> dict[str, str]:
+    """The GPUs' PCI device ids by address ({"0000:18:00.0": "0x2330"}), those the
+    probe reported."""
+    return {
+        address: device
+        for address, code, device in _pci_functions(text)
+        if code in GPU_CLASSES and device
+    }
+
+
+def pci_address(bus_id: str) -> str:
+    """nvidia-smi's bus id (00000000:18:00.0) as sysfs names it (0000:18:00.0)."""
+    domain, _, rest = bus_id.lower().partition(":")
+    return f"{domain[-4:]}:{rest}" if rest else bus_id.lower()
 
 
 def loaded_driver(sections: dict[str, str]) -> dict[str, str | None]:

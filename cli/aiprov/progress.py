@@ -18,7 +18,8 @@ from aiprov.plan import SAFE_FRACTION, GpuPlan, HostPlan
 from aiprov.problems import Problem
 from aiprov.runner import RunResult, RunState, TaskResult
 
-if TYPE_CHECKING:  # doctor loads Ansible's inventory code: only when it runs
+if TYPE_CHECKING:  # doctor and discover load Ansible's inventory code: only when they run
+    from aiprov.discover import Result as DiscoverResult
     from aiprov.doctor import HostReport
 
 _STATUS_STYLE = {
@@ -393,6 +394,37 @@ def doctor(console: Console, reports: list[HostReport]) -> None:
         console.print(table)
 
 
+def discovered(console: Console, result: DiscoverResult) -> None:
+    """`aiprov init --discover`: each host as found and its plan, or why it was left out;
+    the files written; validate's verdict on them."""
+    for found in result.found:
+        if found.problem:
+            console.print(Text(f"{found.host}: left out: {found.problem}", style="bold red"),
+                          soft_wrap=True)  # fmt: skip
+            continue
+        model = found.model
+        name = model.name if model else "?"
+        console.print(
+            Text(
+                f"{found.host}: group {found.family}, {found.count} x {name}, "
+                f"{found.memory_mib} MiB ({found.memory_gib:g} GiB, {found.memory_source}), "
+                f"{found.nvswitches} NVSwitch(es), driver {found.driver or 'none loaded'}",
+                style="bold",
+            ),
+            soft_wrap=True,
+        )
+        for note in found.notes + result.left_out.get(found.host, []):
+            console.print(Text(f"  note: {note}", style="yellow"), soft_wrap=True)
+    for path in result.written:
+        console.print(Text(f"wrote {path}"), soft_wrap=True)
+    if not result.written:
+        console.print(Text("nothing written: no host could be placed", style="bold red"))
+        return
+    problems(console, result.problems)
+    if not [p for p in result.problems if p.severity == "error"]:
+        console.print(Text("the written inventory passes aiprov validate", style="green"))
+
+
 def _num(value: float | None, fmt: str = "{:g}", none: str = "-") -> str:
     return none if value is None else fmt.format(value)
 
@@ -427,6 +459,10 @@ def status(console: Console, endpoints: list, readings: list) -> None:
     _print_whole(console, table)
     down = sum(not r.up for r in readings)
     summary = f"{len(readings) - down}/{len(readings)} services up"
+    sources = sorted({r.source for r in readings})
+    if sources:
+        named = {"prometheus": "Prometheus", "engine": "the engines' /metrics"}
+        summary += f" (read from {' and '.join(named.get(s, s) for s in sources)})"
     console.print(Text(summary, style="bold red" if down else "green"))
 
 

@@ -45,10 +45,12 @@ if section gpus; then
     --format=csv,noheader,nounits 2>/dev/null
 fi
 if section pci; then
-  # NVIDIA PCI functions and their class (0x0302xx GPU, 0x0680xx NVSwitch), from
-  # sysfs: pciutils is not on every host.
+  # NVIDIA PCI functions, their class (0x0302xx GPU, 0x0680xx NVSwitch) and
+  # device id (the model, known before any driver), from sysfs: pciutils is not
+  # on every host.
   for dev in /sys/bus/pci/devices/*; do
-    [ "$(cat "$dev/vendor" 2>/dev/null)" = 0x10de ] && echo "${dev##*/} $(cat "$dev/class")"
+    [ "$(cat "$dev/vendor" 2>/dev/null)" = 0x10de ] &&
+      echo "${dev##*/} $(cat "$dev/class") $(cat "$dev/device" 2>/dev/null)"
   done
 fi
 if section fabricmanager; then
