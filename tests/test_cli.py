@@ -181,7 +181,7 @@ def test_unknown_option_is_usage_error_4_on_every_command(command):
         (["bootstrap", "-i", "x", "--forks", "0"], "aiprov bootstrap: Invalid value for '-f'"),
         (["models", "pull", "-i", "x", "-f", "0"], "aiprov models pull: Invalid value for '-f'"),
         (["bootstrap", "-i", "x", "--forks", "many"], "aiprov bootstrap: Invalid value for '-f'"),
-        (["init", "a", "--profile"], "aiprov init: Option '--profile' requires an argument"),
+        (["init", "a", "--discover", "--hosts-file", "/nonexistent"], "aiprov init: Invalid value"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else "",
 )

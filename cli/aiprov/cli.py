@@ -254,7 +254,7 @@ def models_pull(**opts) -> None:
 )
 @click.option(
     "--hosts-file",
-    type=click.Path(path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="With --discover: more hosts, one [user@]host[:port] per line (# comments).",
 )
 @click.option(
