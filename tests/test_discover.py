@@ -1,7 +1,7 @@
 """`aiprov init --discover` and the GPU family table, over probe answers of each family.
 
-tests/fixtures/discover/ holds probe answers modelled on the captured ones (its
-README says how); the H100 and H200 answers are real captures.
+tests/fixtures/discover/ holds probe answers modelled on the captured one (its
+README says how); the H200 answer (tests/fixtures/doctor/) is a real capture.
 """
 
 import re
