@@ -126,3 +126,32 @@ def test_a_hub_without_the_model_is_named(monkeypatch):
 def _free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         return probe.getsockname()[1]
+
+
+def test_services_fed_by_a_served_bundle(state, mirror, tmp_path):
+    """`--bundle DIR`: the overlay `aiprov bundle serve` wrote, once its servers answer."""
+    bundle_dir = tmp_path / "bundle"
+    (bundle_dir / ".serve").mkdir(parents=True)
+    overlay = {
+        "python_env_pip_index_url": f"http://127.0.0.1:{sandbox.MIRROR_PYPI_PORT}/simple/",
+        "models_hf_endpoint": f"http://127.0.0.1:{sandbox.MIRROR_HUB_PORT}",
+        "base_apt_repositories": [
+            {"name": "b", "uris": "http://127.0.0.1:1/debian12", "suites": "./"}
+        ],
+        "base_apt_repositories_only": True,
+    }
+    (bundle_dir / ".serve" / "overlay.yml").write_text(yaml.safe_dump(overlay))
+    values = sandbox._services_vars("debian12", bundle_dir)
+    assert {k: values[k] for k in overlay} == overlay
+    assert "lookup('ansible.builtin.file'" in values["vllm_service_api_key"]
+
+
+def test_services_refuse_a_bundle_not_served(state, tmp_path):
+    with pytest.raises(sandbox.SandboxError, match=r"is not being served .*aiprov bundle serve"):
+        sandbox._services_vars("debian12", tmp_path)
+    (tmp_path / ".serve").mkdir()
+    (tmp_path / ".serve" / "overlay.yml").write_text(
+        yaml.safe_dump({"python_env_pip_index_url": f"http://127.0.0.1:{_free_port()}/simple/"})
+    )
+    with pytest.raises(sandbox.SandboxError, match="bundle's package index is not serving"):
+        sandbox._services_vars("debian12", tmp_path)

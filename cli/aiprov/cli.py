@@ -586,8 +586,15 @@ def sandbox_group() -> None:
     help="Also run the model services' CPU profile (vLLM chat and embedding, FunASR), "
     "fed by the sandbox mirror (bash scripts/sandbox-mirror.sh up).",
 )  # fmt: skip
+@click.option(
+    "--bundle", type=click.Path(path_type=Path, file_okay=False),
+    help="With --services: feed them from this offline bundle's servers (aiprov bundle "
+    "serve DIR) instead, the hosts on a network that reaches nothing else.",
+)  # fmt: skip
 @_friendly_errors
-def sandbox_up(count: int, os_name: str, inventory_dir: Path, ssh: bool, services: bool) -> None:
+def sandbox_up(
+    count: int, os_name: str, inventory_dir: Path, ssh: bool, services: bool, bundle: Path | None
+) -> None:
     """Start sandbox hosts (building the image on first use) and write their inventory.
 
     \b
@@ -595,9 +602,10 @@ def sandbox_up(count: int, os_name: str, inventory_dir: Path, ssh: bool, service
       aiprov sandbox up --hosts 2 --os debian13
       aiprov sandbox up --hosts 8 --ssh
       bash scripts/sandbox-mirror.sh up && aiprov sandbox up --services
+      aiprov bundle serve B && aiprov sandbox up --services --bundle B
     """
     with console.status(f"starting {count} {os_name} host(s)…"):
-        hosts = sandbox.up(count, os_name, inventory_dir, ssh=ssh, services=services)
+        hosts = sandbox.up(count, os_name, inventory_dir, ssh=ssh, services=services, bundle=bundle)
     _print_hosts(hosts)
     console.print(f"inventory: {inventory_dir / 'hosts.yml'}")
 
@@ -803,7 +811,8 @@ def bundle_build(
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--address", default="",
-    help="Address of this machine the hosts reach (default: the sandbox network's gateway).",
+    help="Address of this machine the hosts reach (default: the gateway of the sandbox's "
+    "offline network, which reaches nothing else).",
 )  # fmt: skip
 @click.option(
     "--port", default=8780, show_default=True, type=click.IntRange(1024, 65000),
@@ -829,7 +838,7 @@ def bundle_serve(directory: Path, address: str, port: int, stop_servers: bool) -
         console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return
     manifest = _bundle_manifest(directory)
-    address = address or sandbox.ensure_network()
+    address = address or sandbox.ensure_offline_network()
     try:
         with console.status(f"starting the bundle's servers on {address}…"):
             served, overlay = bundle_serve.serve(directory, manifest, address, port)

@@ -36,6 +36,10 @@ SSH_WAIT_SECONDS = 30
 # counted up from 0); AIPROV_SANDBOX_SUBNET moves it where it collides.
 NETWORK = "aiprov-sandbox"
 NETWORK_SUBNET = "10.89.213.0/24"
+# Hosts fed by an offline bundle (`aiprov sandbox up --bundle`): an internal
+# network whose only reachable address is its gateway, this machine.
+OFFLINE_NETWORK = "aiprov-offline"
+OFFLINE_SUBNET = "10.89.214.0/24"
 # The sandbox's upstream (scripts/sandbox-mirror.sh): a package index and a
 # Hugging Face-compatible hub on the network's gateway, and what each must
 # answer: the index lists the engine wheel, the hub describes the chat model.
@@ -126,18 +130,27 @@ def up(
     ssh: bool = False,
     prefix: str = DEFAULT_PREFIX,
     services: bool = False,
+    bundle: Path | None = None,
 ) -> list[SandboxHost]:
     """Start `count` hosts (keeping running ones) and write their inventory.
 
     With `ssh`, each host runs sshd with the sandbox key authorized, and the
     inventory reaches the hosts at their container addresses over SSH. With
     `services`, the hosts also join the group sandbox_services: the CPU
-    profile of the model services, fed by the sandbox mirror.
+    profile of the model services, fed by the sandbox mirror; with `bundle`
+    too, fed by that offline bundle's servers instead, on the offline network
+    where nothing else is reachable.
     """
     if count < 1:
         raise SandboxError("--hosts must be at least 1")
-    services_vars = _services_vars(os_name) if services else None
-    ensure_network()
+    if bundle is not None and not services:
+        raise SandboxError("--bundle feeds the services profile: add --services")
+    services_vars = _services_vars(os_name, bundle) if services else None
+    network = NETWORK if bundle is None else OFFLINE_NETWORK
+    if bundle is None:
+        ensure_network()
+    else:
+        ensure_offline_network()
     build_image(os_name)
     existing = {host.name: host for host in status(prefix)}
     names = host_names(count, prefix)
@@ -151,7 +164,7 @@ def up(
             continue
         run_podman(
             "run", "--detach", "--name", name, "--hostname", name,
-            "--label", f"{LABEL}=1", "--systemd", "always", "--network", NETWORK,
+            "--label", f"{LABEL}=1", "--systemd", "always", "--network", network,
             # vLLM's engine queues live in /dev/shm (podman's default: 64 MiB).
             "--shm-size", "2g",
             # The service units' sandboxing (ProtectSystem=, PrivateTmp=, ...)
@@ -183,14 +196,26 @@ def ensure_network() -> str:
     made here, with the gateway's address, rather than left to podman, which
     makes it only once a container joins and may drop it when the last leaves.
     """
-    inspect = run_podman("network", "inspect", NETWORK, check=False)
+    return _ensure_network(NETWORK, os.environ.get("AIPROV_SANDBOX_SUBNET", NETWORK_SUBNET))
+
+
+def ensure_offline_network() -> str:
+    """The offline network's gateway address (made if missing): podman's internal
+    network gives its hosts no route and no name server, and the gateway address
+    aiprov puts on its bridge is the one thing they reach (`aiprov bundle serve`)."""
+    subnet = os.environ.get("AIPROV_SANDBOX_OFFLINE_SUBNET", OFFLINE_SUBNET)
+    return _ensure_network(OFFLINE_NETWORK, subnet, internal=True)
+
+
+def _ensure_network(name: str, subnet_text: str, internal: bool = False) -> str:
+    inspect = run_podman("network", "inspect", name, check=False)
     if inspect.returncode != 0:
-        subnet = ipaddress.ip_network(os.environ.get("AIPROV_SANDBOX_SUBNET", NETWORK_SUBNET))
+        subnet = ipaddress.ip_network(subnet_text)
         run_podman(
             "network", "create", "--subnet", str(subnet), "--gateway", str(subnet[1]),
-            "--label", f"{LABEL}=1", NETWORK,
+            "--label", f"{LABEL}=1", *(["--internal"] if internal else []), name,
         )  # fmt: skip
-        inspect = run_podman("network", "inspect", NETWORK)
+        inspect = run_podman("network", "inspect", name)
     network = json.loads(inspect.stdout)[0]
     first = network["subnets"][0]
     address = f"{first['gateway']}/{ipaddress.ip_network(first['subnet']).prefixlen}"
@@ -204,12 +229,12 @@ def ensure_network() -> str:
     return first["gateway"]
 
 
-def remove_network() -> bool:
-    """Remove the sandbox's network and bridge unless a container still uses them."""
-    if run_podman("network", "inspect", NETWORK, check=False).returncode != 0:
+def remove_network(name: str = NETWORK) -> bool:
+    """Remove a sandbox network and its bridge unless a container still uses them."""
+    if run_podman("network", "inspect", name, check=False).returncode != 0:
         return False
-    bridge = json.loads(run_podman("network", "inspect", NETWORK).stdout)[0]["network_interface"]
-    if run_podman("network", "rm", NETWORK, check=False).returncode != 0:
+    bridge = json.loads(run_podman("network", "inspect", name).stdout)[0]["network_interface"]
+    if run_podman("network", "rm", name, check=False).returncode != 0:
         return False  # in use by a container that is not a sandbox host
     if Path("/sys/class/net", bridge).exists():
         _ip("link", "del", bridge)
@@ -230,6 +255,18 @@ def _ip(*args: str) -> str:
 def api_key() -> Path:
     """The file holding the sandbox services' API key (made on first use, 0600)."""
     key = state_dir() / "api-key"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key.touch(mode=0o600)
+        key.write_text(secrets.token_urlsafe(24))
+    key.chmod(0o600)
+    return key
+
+
+def scrape_key() -> Path:
+    """The file holding the key the sandbox's front asks of `aiprov status` for
+    its Prometheus (made on first use, 0600)."""
+    key = state_dir() / "scrape-key"
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key.touch(mode=0o600)
@@ -269,23 +306,51 @@ def _probe(url: str, expected: str) -> str:
     return "" if expected in body else f"the answer lacks {expected!r}"
 
 
-def _services_vars(os_name: str) -> dict:
-    """Inventory variables that point the services profile at the sandbox mirror."""
+def _services_vars(os_name: str, bundle: Path | None = None) -> dict:
+    """Inventory variables that point the services profile at the sandbox mirror,
+    or at the servers of an offline bundle (`aiprov bundle serve DIR`)."""
     if os_name != SERVICES_OS:
         raise SandboxError(
             f"--services needs --os {SERVICES_OS}"
             " (the CPU torch wheel is built for its Python 3.11)"
         )
-    address = ensure_network()
-    check_mirror(address)
+    if bundle is None:
+        address = ensure_network()
+        check_mirror(address)
+        sources = {
+            "python_env_pip_index_url": f"http://{address}:{MIRROR_PYPI_PORT}/simple/",
+            "models_hf_endpoint": f"http://{address}:{MIRROR_HUB_PORT}",
+        }
+    else:
+        sources = _bundle_overlay(bundle)
     # The key stays in its file: the inventory names the file, never the value.
     key_lookup = f"{{{{ lookup('ansible.builtin.file', '{api_key()}') }}}}"
-    return {
-        "python_env_pip_index_url": f"http://{address}:{MIRROR_PYPI_PORT}/simple/",
-        "models_hf_endpoint": f"http://{address}:{MIRROR_HUB_PORT}",
+    return sources | {
         "vllm_service_api_key": key_lookup,
         "funasr_service_api_key": key_lookup,
+        "monitoring_scrape_key": f"{{{{ lookup('ansible.builtin.file', '{scrape_key()}') }}}}",
     }
+
+
+def _bundle_overlay(directory: Path) -> dict:
+    """The overlay `aiprov bundle serve` wrote, once its index and hub answer."""
+    from aiprov import bundle_serve  # it imports this module
+
+    overlay = directory / bundle_serve.SERVE_DIR / bundle_serve.OVERLAY
+    fix = f"serve it first: aiprov bundle serve {directory}"
+    if not overlay.is_file():
+        raise SandboxError(f"{directory} is not being served ({fix})")
+    values = yaml.safe_load(overlay.read_text()) or {}
+    checks = (
+        ("package index", values.get("python_env_pip_index_url", "").removesuffix("/simple/"),
+         MIRROR_PYPI_PROBE),
+        ("model hub", values.get("models_hf_endpoint", ""), MIRROR_HUB_PROBE),
+    )  # fmt: skip
+    for what, base, (path, expected) in checks:
+        problem = _probe(base + path, expected) if base else "the bundle has none"
+        if problem:
+            raise SandboxError(f"the bundle's {what} is not serving at {base}: {problem} ({fix})")
+    return values
 
 
 def down(prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -295,6 +360,7 @@ def down(prefix: str = DEFAULT_PREFIX) -> list[str]:
     if names:
         run_podman("rm", "--force", "--time", "5", *names)
     remove_network()
+    remove_network(OFFLINE_NETWORK)
     return names
 
 
