@@ -95,7 +95,8 @@ def routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     found = []
     default_host, engine_key = vllm("host"), vllm("api_key") or ""
-    for service in vllm("services") or []:
+    # The head of a multi-node service serves its API; its other nodes have no front for it.
+    for service in vllm_services.api_services(vllm("services") or [], host_vars):
         if not vllm_services.fronted(service, default_host):
             continue
         backends = vllm_services.engine_endpoints(service, default_host, vllm("engine_port_offset"))

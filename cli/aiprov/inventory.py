@@ -94,6 +94,14 @@ class Inventory:
                 return host
         raise KeyError(name)
 
+    def members(self) -> dict[str, list[str]]:
+        """group -> its hosts in inventory order (Ansible's `groups`, without the magic)."""
+        found: dict[str, list[str]] = {}
+        for host in self.hosts:
+            for group in host.groups:
+                found.setdefault(group, []).append(host.name)
+        return found
+
 
 def origin_of(value: Any, default: str) -> str:
     if Origin is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from aiprov import modelfacts, schema, stacks
+from aiprov import modelfacts, schema, stacks, vllm_services
 from aiprov.inventory import Host, Inventory, entry_origin_file, is_int, origin_file
 from aiprov.modelfacts import DTYPE_BYTES, ModelFacts, Quantization
 from aiprov.problems import Problem
@@ -59,6 +59,7 @@ class Service:
     reasoning_parser: str | None = None
     enable_auto_tool_choice: bool = False
     extra_args: list[str] = field(default_factory=list)
+    multinode: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -158,6 +159,16 @@ def served_dtype_bytes(checkpoint_dtype: str, dtype_arg: str | None) -> int:
     return min(DTYPE_BYTES.get(checkpoint_dtype, 2), 2)
 
 
+def stage_layers(layers: int, pp: int) -> list[int]:
+    """Layers of each pipeline stage, as vLLM splits them (get_pp_indices
+    without VLLM_PP_LAYER_PARTITION): evenly, the remainder going to the
+    stages before the last, from the second-to-last backwards."""
+    partitions = [layers // pp] * pp
+    for i in range(2, layers % pp + 2):
+        partitions[-i] += 1
+    return partitions
+
+
 def kv_elem_bytes(kv_cache_dtype: str | None, dtype_bytes: int) -> int:
     if kv_cache_dtype and kv_cache_dtype.startswith("fp8"):
         return 1
@@ -194,6 +205,12 @@ class ServicePlan:
     kv_needed_gib: float | None = None
     kv_tokens: int | None = None
     max_model_len: int | None = None
+    # A multi-node service: this host's place in its group, the pipeline
+    # stages it holds and their layers (the model's, when its facts are known).
+    node_rank: int | None = None
+    nodes: list[str] = field(default_factory=list)
+    stages: list[int] = field(default_factory=list)
+    layers: tuple[int, int] | None = None
 
 
 @dataclass
@@ -310,8 +327,30 @@ def _gib(value: float) -> str:
     return f"{value:.1f} GiB"
 
 
-def plan_host(host: Host, default_file: str, dirs: Iterable[Path] = ()) -> HostPlan:
-    """The memory plan of one host, with the problems it shows."""
+def place_stages(sp: ServicePlan, host: str, members: dict[str, list[str]]) -> None:
+    """Where a multi-node service's pipeline stages are: node r of N holds
+    stages r·P/N to (r+1)·P/N - 1 (tensor parallel within the host)."""
+    nodes = vllm_services.nodes(sp.service.raw, members)
+    rank = vllm_services.node_rank(sp.service.raw, host, members) if nodes else None
+    pp = sp.service.pipeline_parallel_size
+    if rank is None or pp < 1 or pp % len(nodes):
+        return  # not a node, or a layout validate refuses
+    per = pp // len(nodes)
+    sp.node_rank, sp.nodes, sp.stages = rank, nodes, list(range(rank * per, (rank + 1) * per))
+    if sp.facts is not None and sp.facts.layers >= pp:
+        split = stage_layers(sp.facts.layers, pp)
+        first = sum(split[: sp.stages[0]])
+        sp.layers = (first, first + sum(split[sp.stages[0] : sp.stages[-1] + 1]) - 1)
+
+
+def plan_host(
+    host: Host,
+    default_file: str,
+    dirs: Iterable[Path] = (),
+    members: dict[str, list[str]] | None = None,
+) -> HostPlan:
+    """The memory plan of one host, with the problems it shows (members: the
+    inventory's groups, for a multi-node service named by group)."""
     family = host.vars.get("aiprov_gpu_family")
     gpu_gib = host.vars.get("aiprov_gpu_memory_gib")
     count = host.vars.get("aiprov_gpu_count")
@@ -321,6 +360,9 @@ def plan_host(host: Host, default_file: str, dirs: Iterable[Path] = ()) -> HostP
     services = parse_services(host.vars.get(SERVICES_KEY))
     search = models_dirs(host, dirs)
     plans = [plan_service(s, facts_for(host, s.model, search), gpu_gib) for s in services]
+    for sp in plans:
+        if sp.service.multinode:
+            place_stages(sp, host.name, members or {})
     problems: list[Problem] = []
     if gpu_gib is None and count and services:
         problems.append(
@@ -465,7 +507,7 @@ def _gpu_problems(gpu: GpuPlan, file: str) -> list[Problem]:
 def plan(inventory: Inventory, default_file: str, host: str | None = None,
          dirs: Iterable[Path] = ()) -> list[HostPlan]:  # fmt: skip
     hosts = [inventory.host(host)] if host else inventory.hosts
-    return [plan_host(h, default_file, dirs) for h in hosts]
+    return [plan_host(h, default_file, dirs, inventory.members()) for h in hosts]
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -481,6 +523,21 @@ def to_json(plans: list[HostPlan]) -> dict[str, Any]:
             "safe_fraction": SAFE_FRACTION,
         },
         "hosts": [_host_json(p) for p in plans],
+    }
+
+
+def _multinode_json(sp: ServicePlan) -> dict[str, Any]:
+    """A multi-node service's place on this host (nothing for the others)."""
+    if sp.node_rank is None:
+        return {}
+    layers = None if sp.layers is None else list(sp.layers)
+    return {
+        "multinode": {
+            "node_rank": sp.node_rank,
+            "nodes": sp.nodes,
+            "stages": sp.stages,
+            "layers": layers,
+        }
     }
 
 
@@ -511,6 +568,7 @@ def _host_json(p: HostPlan) -> dict[str, Any]:
                 "kv_cache_gib": _round(sp.kv_cache_gib),
                 "kv_needed_gib": _round(sp.kv_needed_gib),
                 "kv_tokens": sp.kv_tokens,
+                **_multinode_json(sp),
             }
             for sp in p.services
         ],

@@ -281,8 +281,12 @@ def _plan_table(host: HostPlan) -> Table:
     for i, sp in enumerate(host.services):
         s = sp.service
         color = _PLAN_COLORS[i % len(_PLAN_COLORS)]
+        name = s.name
+        if sp.node_rank is not None:  # a multi-node service: the stages on this host
+            stages = "-".join(dict.fromkeys(str(x + 1) for x in (sp.stages[0], sp.stages[-1])))
+            name += f" stage {stages}/{s.pipeline_parallel_size}"
         table.add_row(
-            Text(s.name, style=color),
+            Text(name, style=color),
             s.model,
             _ranges(s.gpus)
             + f" tp{s.tensor_parallel_size}"

