@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from aiprov import (
     checks_advisories,
     checks_gateway,
+    checks_locks,
     checks_mirrors,
     checks_monitoring,
     checks_secrets,
@@ -45,6 +46,7 @@ RULES: tuple[Rule, ...] = (
     checks_mirrors.check_mirror_urls,
     checks_mirrors.check_python_envs,
     checks_mirrors.check_docker_runtime,
+    checks_locks.check_locks,
     vllm_checks.check_models,
     vllm_checks.check_service_names,
     vllm_checks.check_parallelism,
