@@ -11,7 +11,10 @@ from aiprov.inventory import Host, Inventory
 
 
 def _inventory(**host_vars) -> Inventory:
-    return Inventory(sources=["inv.yml"], hosts=[Host("h1", ["gpu"], dict(host_vars))])
+    # A CPU host: the mirror rules do not look at the GPU, and the driver's
+    # (checks_cuda) stay out of these lists.
+    host_vars = {"aiprov_gpu_family": "cpu", **host_vars}
+    return Inventory(sources=["inv.yml"], hosts=[Host("h1", ["gpu"], host_vars)])
 
 
 def _all(inventory: Inventory) -> list[str]:

@@ -30,5 +30,7 @@ def test_gpu_roles_select_per_distribution():
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "failed=0" in result.stdout
-    # One include per case: Ubuntu 22.04/24.04, Debian 12/13, Rocky 9, CentOS 8 (runfile).
-    assert result.stdout.count("TASK [The roles choose what this distribution needs]") == 6
+    # One include per case: Ubuntu 22.04/24.04, Debian 12/13, Rocky 9, then branch 580 with
+    # cuda-compat on Ubuntu 24.04, 570 on Debian 12, 580 with cuda-compat on Rocky 9, and
+    # CentOS 8 (runfile).
+    assert result.stdout.count("TASK [The roles choose what this distribution needs]") == 9

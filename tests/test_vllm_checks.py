@@ -82,6 +82,7 @@ def test_an_unknown_model_is_a_warning_that_strict_turns_into_failure(tmp_path):
         {
             "hosts.yml": "all:\n  children:\n    a10:\n      hosts:\n        g:\n",
             "host_vars/g.yml": """
+nvidia_driver_branch: "580"
 vllm_service_api_key: "{{ lookup('ansible.builtin.env', 'AIPROV_VLLM_API_KEY') }}"
 models_catalog:
   - {id: mystery, hub: huggingface, repo: someone/mystery-7b, revision: main}

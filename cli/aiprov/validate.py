@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from aiprov import (
     checks_advisories,
+    checks_cuda,
     checks_gateway,
     checks_locks,
     checks_mirrors,
@@ -43,6 +44,8 @@ RULES: tuple[Rule, ...] = (
     schema.check_schema,
     models_checks.check_models_catalog,
     gpu_checks.check_gpu_stack,
+    checks_cuda.check_driver_branch,
+    checks_cuda.check_engine_cuda,
     checks_mirrors.check_mirror_urls,
     checks_mirrors.check_python_envs,
     checks_mirrors.check_docker_runtime,
