@@ -369,3 +369,51 @@ def test_the_probe_reports_pci_device_ids_and_skips_other_functions():
     # An answer of the probe before the device id column still parses.
     assert gpu_probe.parse_pci("0000:00:06.0 0x030200") == {"gpu": ["0000:00:06.0"], "nvswitch": []}
     assert gpu_probe.pci_gpu_devices("0000:00:06.0 0x030200") == {}
+
+
+# ---- the real run on a lent H100 host ----------------------------------------
+
+H100 = FIXTURES / "doctor" / "h100-ubuntu2404-driver580.probe.txt"
+H100_RUN = (DISCOVER / "h100-gpu-host.discover.txt").read_text()
+
+
+def recorded_file(name: str) -> dict:
+    """A file the real run wrote, as it printed it (`--- NAME` then its text)."""
+    text = H100_RUN.split(f"--- {name}\n", 1)[1]
+    return yaml.safe_load(re.split(r"\n(?=--- |\$ )", text, maxsplit=1)[0])
+
+
+def test_the_captured_h100_is_found_as_on_the_host():
+    """The probe's answer on a real H100 (device id column included) gives what
+    discover found there: the table's PCI id 0x2330 is the card's."""
+    reported = doctor.parse_probe("gpu-host", H100.read_text())
+    assert reported.pci_gpu_devices == {"0000:00:06.0": "0x2330"}
+    found = discover.identify_host(reported)
+    assert (found.family, found.model.pci_device_id, found.count, found.memory_mib) == (
+        "h100",
+        "0x2330",
+        1,
+        81559,
+    )
+    assert "gpu-host: group h100, 1 x NVIDIA H100 80GB HBM3, 81559 MiB (79.6 GiB" in H100_RUN
+
+
+@pytest.mark.parametrize("profile", ["qwen3-32b-2x", "a10-4x"])
+def test_discover_writes_from_the_captured_probe_what_it_wrote_on_the_host(
+    tmp_path, monkeypatch, profile
+):
+    monkeypatch.setattr(discover, "run_probes", fake_probes({"gpu-host": H100.read_text()}))
+    result = discover.discover(tmp_path / "fleet", [discover.Target("gpu-host")], profile, "local")
+    assert result.exit_code == runner.EXIT_OK, result.problems
+    for name in ("hosts.yml", "host_vars/gpu-host.yml"):
+        now = yaml.safe_load((tmp_path / "fleet" / name).read_text())
+        recorded = recorded_file(f"discovered-{profile}/{name}")
+        # Keys are only added (cuda_toolkit_version came after the run).
+        assert {key: now[key] for key in recorded} == recorded
+
+
+def test_doctor_says_on_the_captured_h100_what_it_said_on_the_host(tmp_path):
+    said = re.search(r"missing +(wrong/hosts\.yml: gpu-host: .*?) *\n", H100_RUN)[1]
+    host_vars = family_vars(tmp_path, "h200")
+    checked = doctor.check("gpu-host", H100.read_text(), host_vars, {}, "wrong/hosts.yml")
+    assert checked.missing[0] == said

@@ -143,6 +143,7 @@ class Found:
     memory_source: str = ""  # nvidia-smi, or the family table when no driver answers
     nvswitches: int = 0
     driver: str | None = None
+    cuda_release: str | None = None  # nvcc's, when a toolkit is installed
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -188,6 +189,7 @@ def identify_host(report: HostReport) -> Found:
     found = Found(host, family=family.name, model=model, count=len(indexes))
     found.nvswitches = len(report.nvswitches)
     found.driver = report.driver.get("version")
+    found.cuda_release = report.cuda_toolkit.get("release")
     sizes = [gpu.memory_mib for gpu in report.gpus if gpu.memory_mib]
     if sizes:
         found.memory_mib, found.memory_source = min(sizes), "nvidia-smi"
@@ -397,7 +399,8 @@ def _host_vars(found: Found, catalog: Catalog) -> tuple[str, list[str]]:
         "# Written by `aiprov init --discover` from the host's answer to doctor's probe:",
         f"# {found.count} x {model.name} (PCI {model.pci_device_id}, {model.board}), "
         f"{found.memory_mib} MiB each ({found.memory_source}), "
-        f"{found.nvswitches} NVSwitch(es), driver {found.driver or 'none loaded'}.",
+        f"{found.nvswitches} NVSwitch(es), driver {found.driver or 'none loaded'}, "
+        f"CUDA toolkit {found.cuda_release or 'none'}.",
         *(f"# Note: {note}." for note in found.notes),
     ]
     values: dict[str, Any] = {
@@ -405,8 +408,12 @@ def _host_vars(found: Found, catalog: Catalog) -> tuple[str, list[str]]:
         "aiprov_gpu_memory_gib": found.memory_gib,
         "aiprov_gpu_nvswitch": found.nvswitches > 0,
     }
-    if found.driver:  # keep the branch the host runs: the driver role never moves it unasked
+    # Keep what the host runs: the driver role never moves a driver unasked, and
+    # doctor then holds the host to what it has.
+    if found.driver:
         values["nvidia_driver_branch"] = found.driver.split(".")[0]
+    if found.cuda_release:
+        values["cuda_toolkit_version"] = found.cuda_release
     body = yaml.safe_dump(values, sort_keys=False)
     plan_header = [
         "",
