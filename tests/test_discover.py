@@ -151,21 +151,20 @@ def fake_probes(answers: dict[str, str]):
     return run_probes
 
 
-# Hosts with a driver: they keep its branch (580), which runs the profiles' vLLM
-# builds; a host without one gets its family's branch, a choice validate judges.
-WITH_DRIVER = sorted(name for name in FAMILIES if not name.endswith("nodriver"))
+# Hosts with a driver keep its branch (580 here); one without gets the profile's.
+ALL_HOSTS = sorted(FAMILIES)
 
 
 @pytest.mark.parametrize("profile", ["l20-8x", "a10-4x", "a100-8x", "qwen3-32b-2x"])
 def test_every_family_gets_an_inventory_that_validates(tmp_path, monkeypatch, profile):
-    answers = {name: probe(name) for name in WITH_DRIVER}
+    answers = {name: probe(name) for name in ALL_HOSTS}
     monkeypatch.setattr(discover, "run_probes", fake_probes(answers))
-    hosts = [discover.Target(name, "root") for name in WITH_DRIVER]
+    hosts = [discover.Target(name, "root") for name in ALL_HOSTS]
     result = discover.discover(tmp_path / "fleet", hosts, profile)
     assert validate.errors(result.problems) == []
     assert result.exit_code == runner.EXIT_OK
     loaded = inventory.load(str(tmp_path / "fleet"))
-    for name in WITH_DRIVER:
+    for name in ALL_HOSTS:
         family, count, mib, switches, _ = FAMILIES[name]
         host = loaded.host(name)
         assert host.groups == [family]
@@ -256,6 +255,15 @@ def test_nothing_is_written_when_no_host_is_placed(tmp_path, monkeypatch):
     monkeypatch.setattr(discover, "run_probes", fake_probes({}))
     result = discover.discover(tmp_path / "fleet", [discover.Target("gone")], "l20-8x")
     assert result.exit_code == runner.EXIT_HOST_UNREACHABLE
+
+
+def test_a_driverless_host_gets_the_profiles_branch(tmp_path, monkeypatch):
+    bare = probe("a800-hgx-8x-nodriver")
+    monkeypatch.setattr(discover, "run_probes", fake_probes({"gpu01": bare}))
+    discover.discover(tmp_path / "fleet", [discover.Target("gpu01")], "l20-8x")
+    values = yaml.safe_load((tmp_path / "fleet" / "host_vars" / "gpu01.yml").read_text())
+    assert values["nvidia_driver_branch"] == discover.load_catalog("l20-8x").driver_branch
+    assert "cuda_toolkit_version" not in values
 
 
 def test_the_found_driver_branch_is_kept(tmp_path, monkeypatch):

@@ -219,6 +219,7 @@ class Catalog:
     models_catalog: list[dict[str, Any]]
     services: list[dict[str, Any]]
     vllm_version: str | None
+    driver_branch: str | None  # the branch the profile runs its vLLM build on
 
 
 def load_catalog(profile: str) -> Catalog:
@@ -230,17 +231,19 @@ def load_catalog(profile: str) -> Catalog:
     all_vars_file = root / "group_vars" / "all.yml"
     all_vars = paths.read_yaml(all_vars_file) or {}
     services: list[dict[str, Any]] = []
-    version = None
+    version = branch = None
     for host_file in sorted((root / "host_vars").glob("*.yml")):
         values = paths.read_yaml(host_file) or {}
         services += values.get("vllm_service_services") or []
         version = values.get("vllm_service_version", version)
+        branch = values.get("nvidia_driver_branch", branch)
     return Catalog(
         profile=profile,
         all_vars_file=all_vars_file,
         models_catalog=list(all_vars.get("models_catalog") or []),
         services=services,
         vllm_version=version,
+        driver_branch=None if branch is None else str(branch),
     )
 
 
@@ -410,8 +413,11 @@ def _host_vars(found: Found, catalog: Catalog) -> tuple[str, list[str]]:
     }
     # Keep what the host runs: the driver role never moves a driver unasked, and
     # doctor then holds the host to what it has.
+    # A host without a driver gets the branch the profile runs its vLLM build on.
     if found.driver:
         values["nvidia_driver_branch"] = found.driver.split(".")[0]
+    elif catalog.driver_branch:
+        values["nvidia_driver_branch"] = catalog.driver_branch
     if found.cuda_release:
         values["cuda_toolkit_version"] = found.cuda_release
     body = yaml.safe_dump(values, sort_keys=False)
