@@ -36,7 +36,7 @@ def service(**overrides):
     return {"name": "llm", "model": "/m", "served_name": "LLM", "port": 8000, **overrides}
 
 
-def render(routes, tls=False, listen="0.0.0.0"):
+def render(routes, tls=False, listen="0.0.0.0", status_port=0):
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters.update(
         gateway_nginx_string=gateway.nginx_string, gateway_listen=gateway.listen, bool=to_bool
@@ -49,6 +49,7 @@ def render(routes, tls=False, listen="0.0.0.0"):
         _gateway_tls_certificate_key="/etc/nginx/aiprov-tls/aiprov-gateway.key",
         gateway_listen=listen,
         gateway_read_timeout=600,
+        _gateway_status_port=status_port,
     )
 
 
@@ -157,3 +158,18 @@ def test_tls_and_ipv6_listen():
     assert "ssl_certificate /etc/nginx/aiprov-tls/aiprov-gateway.crt;" in text
     with pytest.raises(gateway.GatewayError):
         gateway.listen("localhost; include /etc/shadow", 8000)
+
+
+def test_a_monitored_host_gets_a_loopback_status_page():
+    host = {"vllm_service_services": [service()], "vllm_service_api_key": "k"}
+    assert gateway.status_port(host) is None
+    monitored = {**host, "monitoring_enabled": True}
+    port = gateway.status_port(monitored)
+    assert port == paths.role_defaults("monitoring")["monitoring_nginx_status_port"]
+    text = render(gateway.checked_routes(monitored), status_port=port)
+    status = text[text.index("stub_status") - 400 :]
+    assert f"listen 127.0.0.1:{port};" in status and "stub_status;" in status
+    assert "allow 127.0.0.1;" in status and "deny all;" in status
+    assert "stub_status" not in render(gateway.checked_routes(host))
+    # Nothing served, nothing to count: no page (the role removes its configuration).
+    assert gateway.status_port({"monitoring_enabled": True}) is None

@@ -31,7 +31,12 @@ SERVICES = [
     {"name": "chat", "model": "m", "served_name": "c", "port": 8000, "slo": {"e2e_p95_ms": 5000}},
     {"name": "embedding", "model": "e", "served_name": "e", "port": 8001, "replicas": 2},
 ]
-HOST = {"vllm_service_services": SERVICES, "funasr_service_model": "paraformer-zh"}
+HOST = {
+    "vllm_service_services": SERVICES,
+    "vllm_service_api_key": "engine-key",
+    "funasr_service_model": "paraformer-zh",
+    "monitoring_enabled": True,
+}
 SETTINGS = {
     "scrape_interval": "15s",
     "evaluation_interval": "15s",
@@ -44,6 +49,7 @@ SETTINGS = {
     "dcgm_port": 9400,
     "blackbox": True,
     "blackbox_port": 9115,
+    "nginx_exporter_port": 9113,
     "models_mountpoint": "/srv",
     "disk_free_ratio": 0.1,
     "kv_cache_ratio": 0.9,
@@ -184,7 +190,7 @@ def test_the_data_is_what_the_wheel_registers(tmp_path, monkeypatch):
 def test_targets_are_each_engine_on_loopback():
     config = monitoring.prometheus_config(HOST, SETTINGS)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "node", "vllm", "funasr", "dcgm"}
+    assert set(jobs) == {"prometheus", "node", "vllm", "funasr", "dcgm", "nginx"}
     assert jobs["vllm"]["static_configs"] == [
         {
             "targets": ["127.0.0.1:18000"],
@@ -227,6 +233,21 @@ def test_nothing_to_scrape_but_the_exporters():
     assert [job["job_name"] for job in config["scrape_configs"]] == ["prometheus", "node"]
     names = [rule["alert"] for rule in _every_rule(monitoring.rules(*CASES["bare-host"]))]
     assert "AiprovVllmLatencyOverSlo" not in names and "AiprovGpuXidError" not in names
+
+
+def test_the_front_is_scraped_through_the_nginx_exporter_where_the_gateway_serves():
+    """Job nginx and its alert exactly where the gateway role writes the
+    status page: a monitored host with routes (aiprov.gateway.status_port)."""
+    config = monitoring.prometheus_config(*CASES["gpu-host"])
+    nginx = [job for job in config["scrape_configs"] if job["job_name"] == "nginx"]
+    assert nginx[0]["static_configs"] == [{"targets": ["127.0.0.1:9113"]}]
+    assert monitoring.nginx_status_url(HOST) == "http://127.0.0.1:9112/stub_status"
+    alerts = [rule["alert"] for rule in _every_rule(monitoring.rules(*CASES["gpu-host"]))]
+    assert "AiprovNginxDown" in alerts
+    for host in ({**HOST, "monitoring_enabled": False}, {"monitoring_enabled": True}):
+        assert monitoring.nginx_status_url(host) is None
+        jobs = monitoring.prometheus_config(host, SETTINGS)["scrape_configs"]
+        assert "nginx" not in [job["job_name"] for job in jobs]
 
 
 def test_the_filter_shim_serves_the_package_functions():
@@ -372,6 +393,20 @@ ALERT_TESTS = [
                     "instance": "http://127.0.0.1:10002/health",
                 },
                 "FunASR's /health fails",
+            )
+        ],
+    ),
+    _alert(
+        "AiprovNginxDown",
+        "5m",
+        [
+            {"series": 'nginx_up{job="nginx",instance="127.0.0.1:9113"}', "values": "0x10"},
+            {"series": 'nginx_up{job="nginx",instance="127.0.0.1:9213"}', "values": "1x10"},
+        ],
+        [
+            _fired(
+                {"severity": "critical", "job": "nginx", "instance": "127.0.0.1:9113"},
+                "the key-checking front's nginx on 127.0.0.1:9113 does not answer",
             )
         ],
     ),

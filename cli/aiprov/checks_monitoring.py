@@ -120,3 +120,30 @@ def _metric_data(host: Host, values: dict[str, Any], default: str) -> Iterator[P
         "scripts/gen_vllm_metrics.py)",
         severity="warning",
     )
+
+
+def check_grafana(inventory: Inventory) -> Iterator[Problem]:
+    """What Grafana's mode needs (its choices are the role's argument specs',
+    a URL's scheme checks_values' URL rule): url mode a URL and a token,
+    compose mode Docker on the host."""
+    default = inventory.sources[-1]
+    for host in inventory.hosts:
+        values = _values(host)
+        mode = values.get("monitoring_grafana_mode")
+        if values.get("monitoring_enabled") is not True or is_template(mode):
+            continue
+        if mode == "url":
+            for key, what in (
+                ("monitoring_grafana_url", "Grafana's base URL (https://grafana.example:3000)"),
+                ("monitoring_grafana_token", "a Grafana service account token (Editor role)"),
+            ):
+                if not values.get(key):
+                    yield Problem(
+                        origin_file(mode, default), key, f"monitoring_grafana_mode url needs {what}"
+                    )
+        elif mode == "compose" and host.vars.get("aiprov_docker_enabled") is False:
+            yield Problem(
+                origin_file(mode, default),
+                "monitoring_grafana_mode",
+                "compose runs Grafana in Docker, which this host turns off (aiprov_docker_enabled)",
+            )

@@ -11,7 +11,10 @@ Grafana's dashboard import or its file provisioning.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from aiprov import paths
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
@@ -173,16 +176,18 @@ def vllm_service() -> dict[str, Any]:
 
 
 def fleet() -> dict[str, Any]:
-    """The fleet: targets up, units active and restarting, load, the models disk."""
+    """The fleet: targets up, units active and restarting, load, the models disk,
+    FunASR's health, the key-checking front's connections and requests."""
     panels = [
         _panel("Targets up", "short", [("sum by (job) (up)", "{{job}}")]),
+        # 0 when all are active (a count of `== 0` would show no data then).
         _panel(
             "aiprov units not active",
             "short",
             [
                 (
-                    'count by (instance) (node_systemd_unit_state{name=~"aiprov-.+",'
-                    'state="active"} == 0)',
+                    'sum by (instance) (1 - node_systemd_unit_state{name=~"aiprov-.+",'
+                    'state="active"})',
                     "{{instance}}",
                 )
             ],
@@ -219,6 +224,22 @@ def fleet() -> dict[str, Any]:
             "short",
             [('probe_success{aiprov_service="funasr"}', "{{instance}}")],
         ),
+        # The key-checking front (nginx's stub_status, through the nginx exporter).
+        _panel(
+            "Front: active connections",
+            "short",
+            [("sum by (instance) (nginx_connections_active)", "{{instance}}")],
+        ),
+        _panel(
+            "Front: requests per second",
+            "reqps",
+            [
+                (
+                    "sum by (instance) (rate(nginx_http_requests_total[$__rate_interval]))",
+                    "{{instance}}",
+                )
+            ],
+        ),
     ]
     return _dashboard("aiprov-fleet", "aiprov / fleet", panels, service=False)
 
@@ -254,3 +275,55 @@ DASHBOARDS = {"vllm-service": vllm_service, "fleet": fleet, "gpus": gpus}
 def expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     """(panel title, query) of every panel's targets."""
     return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+
+
+# ---- Grafana ------------------------------------------------------------------------------
+
+# Fields Grafana sets on a stored dashboard (GET /api/dashboards/uid/<uid>).
+_GRAFANA_OWN = {"id", "version"}
+
+
+def grafana_datasource(url: str, scrape_interval: str) -> dict[str, Any]:
+    """The Prometheus data source the monitoring role creates in Grafana (url
+    mode, POST /api/datasources) or provisions (compose mode). Its scrape
+    interval is Grafana's smallest step, so $__rate_interval covers 4 scrapes."""
+    return {
+        "uid": "aiprov-prometheus",
+        "name": "aiprov Prometheus",
+        "type": "prometheus",
+        "access": "proxy",
+        "url": str(url),
+        "isDefault": False,
+        "jsonData": {"timeInterval": str(scrape_interval), "httpMethod": "POST"},
+    }
+
+
+def grafana_datasource_outdated(stored: Any, wanted: dict[str, Any]) -> bool:
+    """Whether Grafana's answer to GET /api/datasources/uid/<uid> (anything but
+    a data source: not there) differs from `wanted` in a field aiprov sets."""
+    if not isinstance(stored, dict) or stored.get("uid") != wanted["uid"]:
+        return True
+    return any(stored.get(key) != value for key, value in wanted.items())
+
+
+def for_grafana(datasource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The generated dashboards (data/dashboards/*.json) as the monitoring
+    role hands them to Grafana: each datasource variable set to `datasource`."""
+    found = []
+    for path in sorted((paths.data_dir() / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for variable in dashboard["templating"]["list"]:
+            if variable["type"] == "datasource":
+                variable["current"] = {"text": datasource["name"], "value": datasource["uid"]}
+        found.append(dashboard)
+    return found
+
+
+def grafana_outdated(stored: Any, wanted: dict[str, Any], folder_uid: str) -> bool:
+    """Whether Grafana's answer to GET /api/dashboards/uid/<uid> (anything but
+    a dashboard: not there) differs from `wanted`, in content or folder."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("dashboard"), dict):
+        return True
+    held = {k: v for k, v in stored["dashboard"].items() if k not in _GRAFANA_OWN}
+    folder = (stored.get("meta") or {}).get("folderUid")
+    return held != wanted or folder != folder_uid

@@ -145,3 +145,16 @@ def checked_routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
         if problem:
             raise GatewayError(f"gateway: route {route['name']}: {problem}")
     return found
+
+
+def status_port(host_vars: Mapping[str, Any]) -> int | None:
+    """The loopback port of the front's nginx status page (stub_status), on a
+    monitored host that serves routes, else None: the gateway role writes the
+    page and the monitoring role scrapes it through Debian's nginx exporter,
+    both deciding with this function."""
+    monitored = boolean(
+        paths.role_setting(host_vars, "monitoring", "monitoring_enabled"), strict=False
+    )
+    if not monitored or not routes(host_vars):
+        return None
+    return int(paths.role_setting(host_vars, "monitoring", "monitoring_nginx_status_port"))

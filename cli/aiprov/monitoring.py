@@ -23,7 +23,7 @@ from typing import Any
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from aiprov import paths, slo, vllm_services
+from aiprov import gateway, paths, slo, vllm_services
 
 # Metrics of the other exporters the rules use, by the exporter (and the
 # version) that serves them: node_exporter 1.5 (Debian 12's), DCGM exporter's
@@ -42,10 +42,16 @@ EXPORTER_METRICS = {
     "DCGM_FI_DEV_GPU_UTIL": "dcgm-exporter (default-counters.csv)",
     "DCGM_FI_DEV_GPU_TEMP": "dcgm-exporter (default-counters.csv)",
     "DCGM_FI_DEV_POWER_USAGE": "dcgm-exporter (default-counters.csv)",
+    "nginx_up": "prometheus-nginx-exporter 0.11",
+    "nginx_connections_active": "prometheus-nginx-exporter 0.11",
+    "nginx_connections_accepted": "prometheus-nginx-exporter 0.11",
+    "nginx_connections_handled": "prometheus-nginx-exporter 0.11",
+    "nginx_http_requests_total": "prometheus-nginx-exporter 0.11",
 }
 
 # The exporters' addresses on the host (a per-host Prometheus reads them on loopback).
 NODE_JOB, VLLM_JOB, FUNASR_JOB, DCGM_JOB = "node", "vllm", "funasr", "dcgm"
+NGINX_JOB = "nginx"
 
 
 def vllm_metric_versions() -> list[str]:
@@ -102,7 +108,7 @@ def prometheus_config(host_vars: Mapping[str, Any], settings: Mapping[str, Any])
 
     settings: scrape_interval, evaluation_interval, prometheus_port,
     node_exporter_port, alertmanager (bool), alertmanager_port, rules_file,
-    dcgm (bool), dcgm_port, blackbox (bool), blackbox_port.
+    dcgm (bool), dcgm_port, blackbox (bool), blackbox_port, nginx_exporter_port.
     """
     interval = str(settings["scrape_interval"])
     jobs = [
@@ -140,6 +146,7 @@ def prometheus_config(host_vars: Mapping[str, Any], settings: Mapping[str, Any])
         )
     if boolean(settings.get("dcgm"), strict=False):
         jobs.append(_static(DCGM_JOB, f"127.0.0.1:{settings['dcgm_port']}", interval))
+    jobs.extend(_nginx_jobs(host_vars, settings, interval))
     config: dict[str, Any] = {
         "global": {
             "scrape_interval": interval,
@@ -155,6 +162,19 @@ def prometheus_config(host_vars: Mapping[str, Any], settings: Mapping[str, Any])
             ]
         }
     return config
+
+
+def nginx_status_url(host_vars: Mapping[str, Any]) -> str | None:
+    """The front's status page the nginx exporter reads, where the gateway
+    role writes one (aiprov.gateway.status_port), else None."""
+    port = gateway.status_port(host_vars)
+    return f"http://127.0.0.1:{port}/stub_status" if port else None
+
+
+def _nginx_jobs(host_vars: Mapping[str, Any], settings: Mapping[str, Any], interval: str):
+    if not nginx_status_url(host_vars):
+        return []
+    return [_static(NGINX_JOB, f"127.0.0.1:{settings['nginx_exporter_port']}", interval)]
 
 
 def _alert(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:
@@ -216,6 +236,16 @@ def rules(host_vars: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
                 "2m",
                 "critical",
                 "FunASR's /health fails",
+            )
+        )
+    if nginx_status_url(host_vars):
+        service_rules.append(
+            _alert(
+                "AiprovNginxDown",
+                f'nginx_up{{job="{NGINX_JOB}"}} == 0',
+                "2m",
+                "critical",
+                "the key-checking front's nginx on {{ $labels.instance }} does not answer",
             )
         )
     vllm_rules = [

@@ -68,6 +68,7 @@ RULES: tuple[Rule, ...] = (
     checks_stacks.check_dify_reaches_vllm,
     checks_stacks.check_mineru,
     checks_monitoring.check_monitoring,
+    checks_monitoring.check_grafana,
     checks_values.check_control_characters,
     checks_values.check_non_finite,
     checks_values.check_bool_strings,

@@ -18,4 +18,5 @@ class FilterModule:
             "gateway_routes": gateway.checked_routes,
             "gateway_nginx_string": gateway.nginx_string,
             "gateway_listen": gateway.listen,
+            "gateway_status_port": gateway.status_port,
         }
