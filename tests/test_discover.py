@@ -296,7 +296,8 @@ def test_cli_writes_the_inventory_and_says_what_it_found(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--profile", "l20-8x", "gpu01"], "hosts are asked only with --discover"),
+        (["--profile", "l20-8x", "gpu01"], "are for --discover only"),
+        (["--profile", "l20-8x", "--connection", "local"], "are for --discover only"),
         (["--profile", "l20-8x", "--discover"], "--discover needs hosts"),
         (["--profile", "nope", "--discover", "gpu01"], "unknown profile 'nope'"),
     ],

@@ -292,8 +292,8 @@ def init(
       aiprov init here --discover --profile qwen3-32b-2x --connection local localhost
     """
     if not discover:
-        if hosts or hosts_file:
-            raise profiles.ProfileError("hosts are asked only with --discover")
+        if hosts or hosts_file or connection != "ssh":
+            raise profiles.ProfileError("hosts (and --connection) are for --discover only")
         written = profiles.init(directory, profile, force=force)
         for path in written:
             console.print(f"wrote {path}")
