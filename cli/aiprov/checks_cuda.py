@@ -22,6 +22,8 @@ from aiprov.problems import Problem
 
 _BRANCH = "nvidia_driver_branch"
 _COMPAT = "nvidia_driver_cuda_compat"
+# A GPU family's group sets the branch: group_vars/all.yml does not override it.
+_WHERE = "; set it in the host's vars or group_vars/<family>.yml"
 
 
 def _gpu_hosts(inventory: Inventory) -> Iterator[Host]:
@@ -60,7 +62,7 @@ def check_driver_branch(
                 where,
                 _BRANCH,
                 f"driver branch {branch} is past NVIDIA's support ({why}): no more security "
-                f"fixes; choose a supported branch ({newer})",
+                f"fixes; choose a supported branch ({newer}){_WHERE}",
                 severity="warning",
             )
         yield from _compat_problems(host, branch, default)
@@ -108,7 +110,7 @@ def _ways_out(build_cuda: str, older_engine: str) -> str:
         ]
         how = "through minor-version compatibility"
     branch = (
-        f'nvidia_driver_branch: "{runs[0]}" (runs CUDA {build_cuda} {how})'
+        f'nvidia_driver_branch: "{runs[0]}" (runs CUDA {build_cuda} {how}{_WHERE})'
         if runs
         else f"a driver branch that runs CUDA {build_cuda} (add it to {cuda_compat.BRANCHES_FILE})"
     )
