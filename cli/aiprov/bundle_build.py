@@ -1,8 +1,8 @@
 """`aiprov bundle build`: download what a plan names into a bundle directory.
 
 Each part has its own tool, run here as its upstream documents it:
-- wheels: `pip download` for the target's Python and platform (a target with
-  another Python or architecture than this machine gets binary wheels only);
+- wheels: every file of the hosts' locks (aiprov.locks, scripts/gen_locks.py),
+  by `pip download --require-hashes` for the lock's Python and platform;
 - distribution packages: `apt-get install --download-only` into the bundle's
   pool, inside a container of the target release made from aiprov's own host
   image (only what a minimal host of that release lacks is downloaded), then
@@ -34,9 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import InvalidSdistFilename, parse_sdist_filename, parse_wheel_filename
-
-from aiprov import bundle, bundle_plan, modelfacts, paths, sandbox
+from aiprov import bundle, bundle_plan, locks, modelfacts, paths, sandbox
 from aiprov.bundle import BundleError, Item, Manifest
 
 Say = Callable[[str], None]
@@ -44,7 +42,6 @@ STATE = ".aiprov-bundle"  # per-part inputs of the last complete run
 MODEL_HELPER = "roles/models/files/model_fetch.py"
 # Build backends for the sdists pip falls back to (the host's pip builds them).
 BUILD_REQUIREMENTS = ["setuptools", "wheel"]
-_ARCH_TAGS = {"x86_64": "x86_64", "aarch64": "aarch64"}
 _DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
@@ -99,72 +96,64 @@ def _up_to_date(root: Path, manifest: Manifest, part: str, inputs: Any) -> bool:
 # --- wheels ------------------------------------------------------------------
 
 
-def _pip_target_args(target: bundle.Target) -> list[str]:
-    """pip's options for another interpreter or machine than this one."""
-    here = (f"{sys.version_info.major}.{sys.version_info.minor}", os.uname().machine)
-    if (target.python, target.arch) == here:
-        return []
-    tag = _ARCH_TAGS[target.arch]
-    platforms = [
-        f"manylinux2014_{tag}",
-        f"manylinux_2_28_{tag}",
-        f"manylinux_2_34_{tag}",
-        f"linux_{tag}",
-    ]
-    args = ["--python-version", target.python, "--implementation", "cp", "--only-binary=:all:"]
-    for platform in platforms:
-        args += ["--platform", platform]
-    return args
-
-
-def _distribution(filename: str) -> tuple[str, str] | None:
-    with contextlib.suppress(ValueError):
-        if filename.endswith(".whl"):
-            name, version, *_ = parse_wheel_filename(filename)
-            return str(name), str(version)
-        with contextlib.suppress(InvalidSdistFilename):
-            name, version = parse_sdist_filename(filename)
-            return str(name), str(version)
-    return None
+def _lock_argv(path: Path, dest: Path, plan: bundle_plan.Plan) -> list[str]:
+    """pip's arguments for a lock's files (aiprov.locks: hash-checked, for its
+    Python), with the manylinux tags of the target's glibc and architecture in
+    place of the lock's one platform."""
+    argv = locks.pip_download_argv(locks.read(path), dest)
+    at = argv.index("--platform")
+    del argv[at : at + 2]
+    tags = bundle_plan.platform_tags(plan.glibc, plan.target.arch)
+    argv[at:at] = [arg for tag in tags for arg in ("--platform", tag)]
+    return [sys.executable, "-m", "pip", *argv]
 
 
 def wheels(root: Path, plan: bundle_plan.Plan, manifest: Manifest, say: Say) -> None:
-    if not plan.requirements:
+    """Every pinned file of the hosts' locks, with the bytes the locks name."""
+    if not plan.locks:
         return
-    requirements = plan.requirements + BUILD_REQUIREMENTS
-    inputs = {"requirements": requirements, "target": plan.target.__dict__}
+    digests = {str(path): locks.sha256(path) for path in plan.locks}
+    inputs = {"locks": digests, "build": BUILD_REQUIREMENTS, "target": plan.target.__dict__}
     if _up_to_date(root, manifest, "wheels", inputs):
         say(f"wheels: {len(manifest.part('wheels'))} files already here")
         return
     dest = root / "wheels"
     dest.mkdir(exist_ok=True)
     # Files already in dest are not downloaded again ("File was already downloaded").
-    argv = [sys.executable, "-m", "pip", "download", "--prefer-binary", "--progress-bar", "off"]
-    _run(argv + _pip_target_args(plan.target) + ["--dest", str(dest), *requirements], say)
-    items = []
-    for path in sorted(dest.iterdir()):
-        found = _distribution(path.name)
-        if found:
-            items.append(bundle.item_for(root, path, "wheels", *found))
+    for path in plan.locks:
+        say(f"wheels: {path.name}")
+        _run([*_lock_argv(path, dest, plan), "--progress-bar", "off"], say)
+    # Build backends for a pinned sdist that the host's pip builds (FunASR's jieba).
+    build = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    build += ["--python-version", plan.target.python, "--dest", str(dest), *BUILD_REQUIREMENTS]
+    _run(build, say)
+    files = sorted(p for p in dest.iterdir() if locks.distribution(p.name))
+    problems = [
+        f"{p.name}: {m}" for p in plan.locks for m in locks.check_files(locks.read(p), files)
+    ]
+    if problems:
+        raise BundleError("wheels do not match their locks: " + "; ".join(problems))
+    items = [bundle.item_for(root, p, "wheels", *locks.distribution(p.name)) for p in files]
     manifest.items = [i for i in manifest.items if i.part != "wheels"] + items
     _save_state(root, "wheels", inputs)
 
 
 def estimate_wheels(plan: bundle_plan.Plan, estimate: Estimate, say: Say) -> None:
-    """pip's resolver without downloading (its --report), then each file's size."""
-    if not plan.requirements:
-        return
+    """pip's resolver over each lock without downloading (its --report), then each file's size."""
+    total = count = 0
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        argv = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q"]
-        argv += ["--prefer-binary", "--report", str(report), "--target", str(Path(tmp) / "t")]
-        _run(argv + _pip_target_args(plan.target) + plan.requirements + BUILD_REQUIREMENTS, say)
-        installs = json.loads(report.read_text())["install"]
-    total = 0
-    for entry in installs:
-        total += _url_size(entry["download_info"]["url"])
+        for path in plan.locks:
+            report = Path(tmp) / f"{path.name}.json"
+            argv = _lock_argv(path, Path(tmp) / "unused", plan)
+            at = argv.index("--dest")
+            argv[argv.index("download")] = "install"
+            argv[at : at + 2] = ["--dry-run", "--ignore-installed", "-q", "--report", str(report)]
+            _run([*argv, "--target", str(Path(tmp) / "t")], say)
+            installs = json.loads(report.read_text())["install"]
+            total += sum(_url_size(entry["download_info"]["url"]) for entry in installs)
+            count += len(installs)
     estimate.sizes["wheels"] = total
-    estimate.counts["wheels"] = len(installs)
+    estimate.counts["wheels"] = count
 
 
 def _url_size(url: str) -> int:

@@ -1,7 +1,7 @@
 """What an offline bundle must carry for an inventory's hosts (pure: no network).
 
 From each host's variables (with the roles' defaults): the roles it runs, the
-pip requirements those roles install, the distribution packages their
+locked environments they install (aiprov.locks), the distribution packages their
 vars/<family>.yml name, the catalog models it needs (aiprov.host_models, as the
 models role) and the container images of its compose stacks. `aiprov bundle
 build` resolves these for the target (OS release, Python, architecture) and
@@ -13,19 +13,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from aiprov import host_models, paths
+from aiprov import host_models, locks, paths
 from aiprov.bundle import Target
 from aiprov.inventory import Inventory
 
-# aiprov_os → (package family, suite, the release's python3).
+# aiprov_os → (package family, suite, the release's python3, its glibc).
 RELEASES = {
-    "debian12": ("Debian", "bookworm", "3.11"),
-    "debian13": ("Debian", "trixie", "3.13"),
-    "ubuntu22.04": ("Debian", "jammy", "3.10"),
-    "ubuntu24.04": ("Debian", "noble", "3.12"),
-    "rhel9": ("RedHat", "9", "3.9"),
+    "debian12": ("Debian", "bookworm", "3.11", 36),
+    "debian13": ("Debian", "trixie", "3.13", 41),
+    "ubuntu22.04": ("Debian", "jammy", "3.10", 35),
+    "ubuntu24.04": ("Debian", "noble", "3.12", 39),
+    "rhel9": ("RedHat", "9", "3.9", 34),
 }
 DEFAULT_OS = "debian12"
 DEFAULT_ARCH = "x86_64"
@@ -42,7 +43,8 @@ class Plan:
     target: Target
     family: str
     suite: str
-    requirements: list[str] = field(default_factory=list)
+    glibc: int  # the release's glibc minor version (2.N): the wheels' manylinux tags
+    locks: list[Path] = field(default_factory=list)  # the lock files whose wheels it carries
     packages: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
@@ -74,30 +76,6 @@ def roles_run(values: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(roles))
 
 
-def requirements(values: Mapping[str, Any], catalog: list[dict[str, Any]]) -> list[str]:
-    """The pip requirements the roles install on a host (their install tasks' argv)."""
-    found: list[str] = []
-    if _setting(values, "vllm_service", "vllm_service_services"):
-        package = _setting(values, "vllm_service", "vllm_service_package")
-        version = _setting(values, "vllm_service", "vllm_service_version")
-        found.append(f"{package}=={version}")
-        found += _setting(values, "vllm_service", "vllm_service_extra_packages") or []
-    if _setting(values, "funasr_service", "funasr_service_model"):
-        found.append(f"funasr=={_setting(values, 'funasr_service', 'funasr_service_version')}")
-        found.append(_setting(values, "funasr_service", "funasr_service_torch_requirement"))
-        # funasr-server's own needs (roles/funasr_service/tasks/install.yml).
-        found += ["fastapi", "uvicorn", "python-multipart", "kaldi-native-fbank"]
-        found += _setting(values, "funasr_service", "funasr_service_extra_packages") or []
-    hubs = {entry.get("hub") for entry in catalog}
-    if "huggingface" in hubs:
-        found.append(
-            f"huggingface_hub=={_setting(values, 'models', 'models_huggingface_hub_version')}"
-        )
-    if "modelscope" in hubs:
-        found.append(f"modelscope=={_setting(values, 'models', 'models_modelscope_version')}")
-    return found
-
-
 def packages(values: Mapping[str, Any], family: str) -> list[str]:
     """Distribution packages the host's roles name in vars/<family>.yml.
 
@@ -127,6 +105,16 @@ def images(values: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def platform_tags(glibc: int, arch: str) -> list[str]:
+    """The manylinux tags a host with glibc 2.`glibc` runs, newest first (pip
+    takes --platform literally and expands none of them)."""
+    tags = [f"manylinux_2_{n}_{arch}" for n in range(glibc, 4, -1)]
+    legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+    return tags + [
+        f"{name}_{arch}" for name, n in legacy.items() if arch == "x86_64" and glibc >= n
+    ]
+
+
 def _one(hosts: Iterable[Any], key: str, default: str, what: str) -> str:
     seen = {str(h.vars.get(key) or default) for h in hosts}
     if len(seen) > 1:
@@ -148,17 +136,20 @@ def plan(inventory: Inventory, os_name: str = "", arch: str = "") -> Plan:
     arch = arch or _one(hosts, "aiprov_arch", DEFAULT_ARCH, "architecture")
     if os_name not in RELEASES:
         raise PlanError(f"unknown OS release {os_name} (known: {', '.join(RELEASES)})")
-    family, suite, python = RELEASES[os_name]
-    result = Plan(Target(os_name, python, arch), family, suite)
+    family, suite, python, glibc = RELEASES[os_name]
+    result = Plan(Target(os_name, python, arch), family, suite, glibc)
     values = [h.vars for h in hosts]
     catalog = list(values[0].get("models_catalog") or []) if values else []
     ids = host_models.fleet_model_ids(values, [e.get("id") for e in catalog])
     result.models = [e for e in catalog if e.get("id") in ids]
     for host in values:
-        result.requirements += requirements(host, result.models)
+        try:
+            result.locks += locks.host_locks(host, python, downloads_from_hub=bool(result.models))
+        except locks.LockError as error:
+            raise PlanError(str(error)) from None
         result.packages += packages(host, family)
         result.images += images(host)
-    result.requirements = list(dict.fromkeys(result.requirements))
+    result.locks = list(dict.fromkeys(result.locks))
     result.packages = sorted(set(result.packages))
     result.images = list(dict.fromkeys(result.images))
     if any(_setting(h, "dify", "dify_enabled") for h in values):

@@ -771,7 +771,7 @@ def bundle_build(
     target = plan.target
     console.print(
         f"bundle for {target.os} ({plan.suite}), Python {target.python}, {target.arch}:"
-        f" {len(plan.requirements)} requirements, {len(plan.packages)} packages,"
+        f" {len(plan.locks)} locks, {len(plan.packages)} packages,"
         f" {len(plan.models)} models, {len(plan.images)} images"
     )
 
