@@ -94,11 +94,20 @@ smoke() {
   for host in $(seq 1 "$hosts"); do python scripts/sandbox_smoke.py "aiprov-sandbox-$host"; done
 }
 phase "what the sandbox serves" smoke
-# The fleet's table (each engine's /metrics through the front), then the
+# The fleet's table (from the host's Prometheus, through the front), then the
 # acceptance: AIPerf drives each service at the load its slo: names and the
 # check exits non-zero on a missed target; its artifacts land in the runs
 # directory, which the secret scan below reads.
-phase "status" aiprov status -i "$inventory"
+# status reads the host's Prometheus through the front (the scrape key).
+fleet_status() {
+  aiprov status -i "$inventory"
+  aiprov status -i "$inventory" --json | python -c '
+import json, sys
+rows = json.load(sys.stdin)["services"]
+other = [r["service"] for r in rows if r["source"] != "prometheus"]
+sys.exit(f"not read from Prometheus: {other}" if other else 0)'
+}
+phase "status (from Prometheus)" fleet_status
 phase "check (SLO acceptance)" aiprov check -i "$inventory" -o "$AIPROV_RUNS_DIR/check"
 scan() {
   for host in $(seq 1 "$hosts"); do python scripts/sandbox_secret_scan.py "aiprov-sandbox-$host"; done

@@ -62,7 +62,10 @@ def search(host: str, secrets: dict[str, str]) -> dict[str, list[str]]:
 
 
 def main(host: str) -> int:
-    secrets = {"API key": sandbox.api_key().read_text().strip()}
+    secrets = {
+        "API key": sandbox.api_key().read_text().strip(),
+        "scrape key": sandbox.scrape_key().read_text().strip(),
+    }
     if os.environ.get("HF_TOKEN"):
         secrets["hub token"] = os.environ["HF_TOKEN"]
     # The control: the key did reach the host, in the one file meant for it.

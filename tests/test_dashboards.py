@@ -85,13 +85,12 @@ def test_the_queries_read_the_labels_the_scrape_configuration_adds():
     }
     config = monitoring.prometheus_config(
         host,
-        {"scrape_interval": "15s", "evaluation_interval": "15s", "prometheus_port": 9090,
-         "node_exporter_port": 9100, "alertmanager": False, "alertmanager_port": 9093,
-         "rules_file": "/r.yml", "dcgm": False, "dcgm_port": 9400, "blackbox": False,
-         "blackbox_port": 9115},
+        {"host": "h1", "scrape_interval": "15s", "evaluation_interval": "15s",
+         "prometheus_port": 9090, "alertmanager": False, "alertmanager_port": 9093,
+         "rules_file": "/r.yml", "scrape_key_file": "/k"},
     )  # fmt: skip
     labels = json.dumps(config)
-    assert '"aiprov_service"' in labels and '"aiprov_unit"' in labels
+    assert all(f'"{label}"' in labels for label in ("aiprov_host", "aiprov_service", "aiprov_unit"))
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from ansible.plugins.filter.core import to_bool
 
-from aiprov import gateway, paths, vllm_services
+from aiprov import gateway, monitoring, paths, vllm_services
 
 TEMPLATE = paths.roles_dir() / "gateway" / "templates" / "aiprov-gateway.conf.j2"
 L20 = paths.profiles_dir() / "l20-8x"
@@ -173,3 +173,34 @@ def test_a_monitored_host_gets_a_loopback_status_page():
     assert "stub_status" not in render(gateway.checked_routes(host))
     # Nothing served, nothing to count: no page (the role removes its configuration).
     assert gateway.status_port({"monitoring_enabled": True}) is None
+
+
+def test_the_monitoring_route_serves_each_exporter_behind_the_scrape_key():
+    host_vars = {
+        "vllm_service_services": [service()],
+        "vllm_service_api_key": "engine-key",
+        "funasr_service_model": "paraformer",
+        "monitoring_enabled": True,
+        "monitoring_scrape_key": "scrape-key-0123",
+    }
+    scraped = monitoring.placement(host_vars, "h1", {"all": ["h1"], "monitoring": ["mon"]})
+    assert scraped["server"] == "mon" and not scraped["prometheus"]
+    (route,) = [r for r in gateway.checked_routes(host_vars, scraped) if r["name"] == "monitoring"]
+    assert route["port"] == 9190 and route["key"] == "scrape-key-0123"
+    text = render([route])
+    # The key is checked for the whole server, before any location.
+    assert text.index('if ($http_authorization != "Bearer scrape-key-0123")') < text.index(
+        "location "
+    )
+    assert 'location = "/vllm/aiprov-vllm-llm/metrics" {' in text
+    assert "proxy_pass http://127.0.0.1:18000/metrics;" in text
+    # The blackbox exporter probes FunASR's /health and nothing a client names.
+    assert 'set $args "module=http_2xx&target=http://127.0.0.1:10002/health";' in text
+    assert text.count('set $args "";') == 3  # node, the engine, nginx
+    assert "/prometheus/" not in text  # the fleet's Prometheus runs elsewhere
+    # Where the Prometheus runs, its API too; without a key, no route at all.
+    alone = monitoring.placement(host_vars, "h1", {"all": ["h1"]})
+    (route,) = [r for r in gateway.routes(host_vars, alone) if r["name"] == "monitoring"]
+    assert 'location ^~ "/prometheus/api/v1/" {' in render([route])
+    keyless = {**host_vars, "monitoring_scrape_key": ""}
+    assert all(r["name"] != "monitoring" for r in gateway.routes(keyless, alone))

@@ -33,23 +33,19 @@ SERVICES = [
 ]
 HOST = {
     "vllm_service_services": SERVICES,
-    "vllm_service_api_key": "engine-key",
     "funasr_service_model": "paraformer-zh",
-    "monitoring_enabled": True,
+    "aiprov_gpu_family": "l20",
 }
+HERE = 'aiprov_host="gpu-01"'  # the host the rules are for (SETTINGS' host)
 SETTINGS = {
+    "host": "gpu-01",
+    "scrape_key_file": "/etc/prometheus/aiprov-scrape.key",
     "scrape_interval": "15s",
     "evaluation_interval": "15s",
     "prometheus_port": 9090,
-    "node_exporter_port": 9100,
     "alertmanager": True,
     "alertmanager_port": 9093,
     "rules_file": "/etc/prometheus/aiprov-rules.yml",
-    "dcgm": True,
-    "dcgm_port": 9400,
-    "blackbox": True,
-    "blackbox_port": 9115,
-    "nginx_exporter_port": 9113,
     "models_mountpoint": "/srv",
     "disk_free_ratio": 0.1,
     "kv_cache_ratio": 0.9,
@@ -61,11 +57,8 @@ SETTINGS = {
 # Alertmanager; a host running nothing but the exporters.
 CASES = {
     "gpu-host": (HOST, SETTINGS),
-    "cpu-host": (
-        {"vllm_service_services": SERVICES[:1]},
-        {**SETTINGS, "dcgm": False, "blackbox": False, "alertmanager": False},
-    ),
-    "bare-host": ({}, {**SETTINGS, "dcgm": "False", "blackbox": "False"}),
+    "cpu-host": ({"vllm_service_services": SERVICES[:1]}, {**SETTINGS, "alertmanager": False}),
+    "bare-host": ({}, SETTINGS),
 }
 
 
@@ -190,25 +183,112 @@ def test_the_data_is_what_the_wheel_registers(tmp_path, monkeypatch):
 def test_targets_are_each_engine_on_loopback():
     config = monitoring.prometheus_config(HOST, SETTINGS)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "node", "vllm", "funasr", "dcgm", "nginx"}
+    assert set(jobs) == {"prometheus", "node", "vllm", "funasr", "dcgm"}
+    here = {"aiprov_host": "gpu-01"}
     assert jobs["vllm"]["static_configs"] == [
         {
             "targets": ["127.0.0.1:18000"],
-            "labels": {"aiprov_service": "chat", "aiprov_unit": "aiprov-vllm-chat"},
+            "labels": {**here, "aiprov_service": "chat", "aiprov_unit": "aiprov-vllm-chat"},
         },
         {
             "targets": ["127.0.0.1:18001"],
-            "labels": {"aiprov_service": "embedding", "aiprov_unit": "aiprov-vllm-embedding"},
+            "labels": {
+                **here,
+                "aiprov_service": "embedding",
+                "aiprov_unit": "aiprov-vllm-embedding",
+            },
         },
         {
             "targets": ["127.0.0.1:18002"],
-            "labels": {"aiprov_service": "embedding", "aiprov_unit": "aiprov-vllm-embedding.r1"},
+            "labels": {
+                **here,
+                "aiprov_service": "embedding",
+                "aiprov_unit": "aiprov-vllm-embedding.r1",
+            },
         },
     ]
-    assert jobs["funasr"]["static_configs"][0]["targets"] == ["http://127.0.0.1:10002/health"]
-    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
-        "127.0.0.1:9093"
-    ]
+    # FunASR's /health, probed by the blackbox exporter on loopback.
+    assert jobs["funasr"]["static_configs"][0]["targets"] == ["127.0.0.1:9115"]
+    assert jobs["funasr"]["params"] == {
+        "module": ["http_2xx"],
+        "target": ["http://127.0.0.1:10002/health"],
+    }
+
+
+# A fleet: two serving hosts scraped by the first host of the group `monitoring`.
+FLEET = {
+    "gpu-01": {**HOST, "monitoring_enabled": True, "monitoring_scrape_key": "k-0123"},
+    "gpu-02": {
+        "vllm_service_services": SERVICES[:1],
+        "monitoring_enabled": True,
+        "monitoring_scrape_key": "k-0123",
+        "ansible_host": "10.0.0.12",
+        "gateway_tls_self_signed": True,
+        "_monitoring_found_mountpoint": "/data",
+    },
+    "mon-01": {"monitoring_scrape_key": "k-0123"},
+    "idle": {},
+}
+GROUPS = {"all": list(FLEET), "monitoring": ["mon-01"]}
+
+
+def test_placement_one_prometheus_for_the_fleet():
+    placed = {name: monitoring.placement(FLEET[name], name, GROUPS, FLEET) for name in FLEET}
+    assert placed["mon-01"] == {
+        "enabled": True, "prometheus": True, "server": "mon-01", "scraped": ["gpu-01", "gpu-02"]
+    }  # fmt: skip
+    assert placed["gpu-01"] == {
+        "enabled": True, "prometheus": False, "server": "mon-01", "scraped": []
+    }  # fmt: skip
+    assert placed["idle"]["enabled"] is False
+    # Without the group, each monitored host runs its own.
+    alone = {"all": list(FLEET)}
+    assert monitoring.placement(FLEET["gpu-01"], "gpu-01", alone, FLEET)["prometheus"] is True
+    # A host may name the host that scrapes it.
+    named = {**FLEET["gpu-02"], "monitoring_server": "gpu-01"}
+    fleet = {**FLEET, "gpu-02": named}
+    assert monitoring.placement(fleet["gpu-01"], "gpu-01", alone, fleet)["scraped"] == ["gpu-02"]
+
+
+def test_the_fleet_prometheus_scrapes_each_host_through_its_front():
+    config = monitoring.prometheus_config(
+        FLEET["mon-01"], {**SETTINGS, "host": "mon-01"}, FLEET, ["gpu-01", "gpu-02"]
+    )
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"prometheus", "node", "aiprov-host-gpu-01", "aiprov-host-gpu-02"}
+    second = jobs["aiprov-host-gpu-02"]
+    assert second["scheme"] == "https" and second["tls_config"] == {"insecure_skip_verify": True}
+    assert second["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": "/etc/prometheus/aiprov-scrape.key",
+    }
+    assert [(c["targets"], c["labels"]["job"], c["labels"]["__metrics_path__"])
+            for c in second["static_configs"]] == [
+        (["10.0.0.12:9190"], "node", "/node/metrics"),
+        (["10.0.0.12:9190"], "vllm", "/vllm/aiprov-vllm-chat/metrics"),
+        (["10.0.0.12:9190"], "nginx", "/nginx/metrics"),
+    ]  # fmt: skip
+    first = jobs["aiprov-host-gpu-01"]
+    assert "tls_config" not in first and first["scheme"] == "http"
+    assert {c["labels"]["job"] for c in first["static_configs"]} == {
+        "node", "vllm", "funasr", "nginx", "dcgm"
+    }  # fmt: skip
+    assert all(c["labels"]["aiprov_host"] == "gpu-01" for c in first["static_configs"])
+
+
+def test_the_fleet_rules_watch_each_host():
+    found = monitoring.rules(
+        FLEET["mon-01"], {**SETTINGS, "host": "mon-01"}, FLEET, ["gpu-01", "gpu-02"]
+    )
+    every = _every_rule(found)
+    disks = [r["expr"] for r in every if r["alert"] == "AiprovModelsDiskFilling"]
+    assert any('aiprov_host="gpu-02",mountpoint="/data"' in e for e in disks)
+    assert len(disks) == 3
+    latency = [r["expr"] for r in every if r["alert"] == "AiprovVllmLatencyOverSlo"]
+    assert any('aiprov_host="gpu-01",aiprov_service="chat"' in e and "> 5.0" in e for e in latency)
+    assert any('aiprov_host="gpu-02",aiprov_service="chat"' in e for e in latency)
+    # DCGM runs on gpu-01 (an L20 with Docker): the GPU rules are in.
+    assert "aiprov-gpu" in [g["name"] for g in found["groups"]]
 
 
 def test_a_directly_exposed_engine_and_another_offset():
@@ -233,21 +313,6 @@ def test_nothing_to_scrape_but_the_exporters():
     assert [job["job_name"] for job in config["scrape_configs"]] == ["prometheus", "node"]
     names = [rule["alert"] for rule in _every_rule(monitoring.rules(*CASES["bare-host"]))]
     assert "AiprovVllmLatencyOverSlo" not in names and "AiprovGpuXidError" not in names
-
-
-def test_the_front_is_scraped_through_the_nginx_exporter_where_the_gateway_serves():
-    """Job nginx and its alert exactly where the gateway role writes the
-    status page: a monitored host with routes (aiprov.gateway.status_port)."""
-    config = monitoring.prometheus_config(*CASES["gpu-host"])
-    nginx = [job for job in config["scrape_configs"] if job["job_name"] == "nginx"]
-    assert nginx[0]["static_configs"] == [{"targets": ["127.0.0.1:9113"]}]
-    assert monitoring.nginx_status_url(HOST) == "http://127.0.0.1:9112/stub_status"
-    alerts = [rule["alert"] for rule in _every_rule(monitoring.rules(*CASES["gpu-host"]))]
-    assert "AiprovNginxDown" in alerts
-    for host in ({**HOST, "monitoring_enabled": False}, {"monitoring_enabled": True}):
-        assert monitoring.nginx_status_url(host) is None
-        jobs = monitoring.prometheus_config(host, SETTINGS)["scrape_configs"]
-        assert "nginx" not in [job["job_name"] for job in jobs]
 
 
 def test_the_filter_shim_serves_the_package_functions():
@@ -365,14 +430,30 @@ ALERT_TESTS = [
         "AiprovModelsDiskFilling",
         "10m",
         [
-            {"series": 'node_filesystem_avail_bytes{mountpoint="/srv"}', "values": "5x10"},
-            {"series": 'node_filesystem_size_bytes{mountpoint="/srv"}', "values": "100x10"},
-            {"series": 'node_filesystem_avail_bytes{mountpoint="/"}', "values": "1x10"},
-            {"series": 'node_filesystem_size_bytes{mountpoint="/"}', "values": "100x10"},
+            {
+                "series": f'node_filesystem_avail_bytes{{{HERE},mountpoint="/srv"}}',
+                "values": "5x10",
+            },
+            {
+                "series": f'node_filesystem_size_bytes{{{HERE},mountpoint="/srv"}}',
+                "values": "100x10",
+            },
+            {"series": f'node_filesystem_avail_bytes{{{HERE},mountpoint="/"}}', "values": "1x10"},
+            {"series": f'node_filesystem_size_bytes{{{HERE},mountpoint="/"}}', "values": "100x10"},
+            # Another host's /srv is another host's alert.
+            {
+                "series": 'node_filesystem_avail_bytes{aiprov_host="gpu-02",mountpoint="/srv"}',
+                "values": "1x10",
+            },
+            {
+                "series": 'node_filesystem_size_bytes{aiprov_host="gpu-02",mountpoint="/srv"}',
+                "values": "100x10",
+            },
         ],
         [
             _fired(
-                {"severity": "warning", "mountpoint": "/srv"}, "the models disk (/srv) has 5% free"
+                {"severity": "warning", "aiprov_host": "gpu-01", "mountpoint": "/srv"},
+                "gpu-01: the models disk (/srv) has 5% free",
             )
         ],
     ),
@@ -393,20 +474,6 @@ ALERT_TESTS = [
                     "instance": "http://127.0.0.1:10002/health",
                 },
                 "FunASR's /health fails",
-            )
-        ],
-    ),
-    _alert(
-        "AiprovNginxDown",
-        "5m",
-        [
-            {"series": 'nginx_up{job="nginx",instance="127.0.0.1:9113"}', "values": "0x10"},
-            {"series": 'nginx_up{job="nginx",instance="127.0.0.1:9213"}', "values": "1x10"},
-        ],
-        [
-            _fired(
-                {"severity": "critical", "job": "nginx", "instance": "127.0.0.1:9113"},
-                "the key-checking front's nginx on 127.0.0.1:9113 does not answer",
             )
         ],
     ),
@@ -454,7 +521,7 @@ ALERT_TESTS = [
         [
             {
                 "series": "vllm:e2e_request_latency_seconds_bucket"
-                f'{{aiprov_service="{s}",le="{le}"}}',
+                f'{{{HERE},aiprov_service="{s}",le="{le}"}}',
                 "values": values,
             }
             for s in ("chat", "embedding")
@@ -462,8 +529,8 @@ ALERT_TESTS = [
         ],
         [
             _fired(
-                {"severity": "warning", "aiprov_service": "chat"},
-                "chat: p95 end-to-end latency 9.55s over its SLO of 5.0s",
+                {"severity": "warning", "aiprov_host": "gpu-01", "aiprov_service": "chat"},
+                "gpu-01 chat: p95 end-to-end latency 9.55s over its SLO of 5.0s",
             )
         ],
     ),

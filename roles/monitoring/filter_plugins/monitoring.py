@@ -17,6 +17,9 @@ class FilterModule:
         return {
             "monitoring_prometheus_config": monitoring.prometheus_config,
             "monitoring_rules": monitoring.rules,
+            "monitoring_placement": monitoring.placement,
+            "monitoring_dcgm_runs": monitoring.dcgm_runs,
+            "monitoring_blackbox_runs": monitoring.blackbox_runs,
             "monitoring_nginx_status_url": monitoring.nginx_status_url,
             "monitoring_grafana_dashboards": dashboards.for_grafana,
             "monitoring_grafana_outdated": dashboards.grafana_outdated,
