@@ -24,8 +24,8 @@ pytest -q
 
 # Scenarios run in two lanes at once: on 2 cores one lane compiles or
 # installs while the other waits on downloads. Scenarios that share a port
-# on this machine (vllm_service and funasr_service: their package mirror)
-# stay in one lane. Seconds each took on an idle 2-core machine, used only
+# on this machine (vllm_service, vllm_multinode and funasr_service: their
+# package mirror) stay in one lane. Seconds each took on an idle 2-core machine, used only
 # to decide what still fits the budget.
 # "demo" is not a scenario: it is the README's main command (scripts/demo.sh)
 # end to end: mirror, sandbox host with the services profile, bootstrap, a
@@ -35,12 +35,12 @@ pytest -q
 # lane A, after lane B's engine scenarios have built their environments.
 declare -A usual=(
   [base]=90 [nouveau]=300 [python_env]=300 [models]=420 [docker]=300 [dify]=420
-  [mineru]=240 [funasr_service]=420 [vllm_service]=900 [nvidia_driver]=1200 [cuda_toolkit]=900
+  [mineru]=240 [funasr_service]=420 [vllm_service]=900 [vllm_multinode]=600 [nvidia_driver]=1200 [cuda_toolkit]=900
   [service_unit]=180
   [demo]=1200
 )
 lane_a="base nouveau python_env service_unit dify mineru nvidia_driver demo"
-lane_b="vllm_service funasr_service cuda_toolkit models docker"
+lane_b="vllm_service vllm_multinode funasr_service cuda_toolkit models docker"
 if [[ -n "${MOLECULE_SCENARIOS:-}" ]]; then
   lane_a=$MOLECULE_SCENARIOS lane_b=""
 else

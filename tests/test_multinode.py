@@ -366,3 +366,52 @@ def test_the_watcher_refuses_bad_arguments():
     )
     assert result.returncode == 2
     assert result.stderr.startswith("vllm-group-watch head UNIT")
+
+
+def test_status_counts_a_multinode_service_down_when_a_completion_fails(engine):
+    from aiprov import status
+
+    url = f"http://127.0.0.1:{engine.server_port}"
+    found = [
+        status.Endpoint("gpu01", "llm", "LLM", url, KEY, multinode=True),
+        status.Endpoint("gpu01", "small", "S", url, KEY),
+    ]
+
+    def metrics_up(endpoints):
+        return [status.Reading(up=True) for _ in endpoints]
+
+    assert [r.up for r in status.collect(found, metrics_up)] == [True, True]
+    path, auth, body = _Engine.seen[-1]
+    assert (path, auth, json.loads(body)["max_tokens"]) == ("/v1/completions", f"Bearer {KEY}", 1)
+    _Engine.status = 504
+    try:
+        readings = status.collect(found, metrics_up)
+    finally:
+        _Engine.status = 200
+    assert [r.up for r in readings] == [False, True]  # only the multi-node one is asked
+    assert readings[0].error == "a completion answered HTTP 504 (a pipeline stage may be lost)"
+
+
+def test_status_reaches_a_multinode_service_on_its_head_only():
+    from aiprov import status
+    from aiprov.inventory import Host
+
+    def host(name):
+        variables = {"vllm_service_services": [SERVICE], "vllm_service_api_key": KEY}
+        return Host(name=name, groups=["pair"], vars=variables)
+
+    def render(_host, value):
+        return value
+
+    head = status.endpoints(host("gpu01"), render, members={"pair": ["gpu01", "gpu02"]})
+    assert [(e.service, e.multinode) for e in head] == [("llm", True)]
+    assert status.endpoints(host("gpu02"), render, members={"pair": ["gpu01", "gpu02"]}) == []
+
+
+def test_monitoring_scrapes_a_multinode_engine_on_its_head_only():
+    from aiprov import monitoring
+
+    host_vars = {"vllm_service_services": [SERVICE], "groups": {}}
+    head = monitoring.vllm_targets({**host_vars, "inventory_hostname": "gpu01"})
+    assert [g["targets"] for g in head] == [["127.0.0.1:18000"]]
+    assert monitoring.vllm_targets({**host_vars, "inventory_hostname": "gpu02"}) == []
