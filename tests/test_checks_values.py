@@ -152,6 +152,8 @@ def test_every_integer_variable_has_a_minimum_or_a_rule_of_its_own():
         "data_parallel_size",
         # vLLM replicas: checks_gateway.check_engine_exposure, with the GPUs they split
         "replicas",
+        # a multi-node service's rendezvous port: checks_multinode, 1024-65535 and free
+        "master_port",
         # the load of a service's slo: (aiprov check): slo.check_slo, at least 1
         "concurrency",
         "requests",
