@@ -145,6 +145,9 @@ def test_every_integer_variable_has_a_minimum_or_a_rule_of_its_own():
         "monitoring_alertmanager_port",
         "monitoring_blackbox_port",
         "monitoring_dcgm_exporter_port",
+        "monitoring_nginx_status_port",
+        "monitoring_nginx_exporter_port",
+        "monitoring_grafana_port",
         # GPU counts and indexes: vllm_checks and checks_stacks, with the host's GPUs
         "gpus",
         "tensor_parallel_size",
