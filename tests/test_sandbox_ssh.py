@@ -100,7 +100,7 @@ def test_status_keeps_to_its_prefix(monkeypatch):
 def test_cli_passes_ssh(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_up(count, os_name, inventory_dir, ssh=False, services=False):
+    def fake_up(count, os_name, inventory_dir, ssh=False, services=False, bundle=None):
         seen.update(count=count, ssh=ssh, services=services)
         return []
 
