@@ -33,8 +33,10 @@ SERVICES = [
 ]
 HOST = {
     "vllm_service_services": SERVICES,
+    "vllm_service_api_key": "engine-key",
     "funasr_service_model": "paraformer-zh",
     "aiprov_gpu_family": "l20",
+    "monitoring_enabled": True,
 }
 HERE = 'aiprov_host="gpu-01"'  # the host the rules are for (SETTINGS' host)
 SETTINGS = {
@@ -183,7 +185,7 @@ def test_the_data_is_what_the_wheel_registers(tmp_path, monkeypatch):
 def test_targets_are_each_engine_on_loopback():
     config = monitoring.prometheus_config(HOST, SETTINGS)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "node", "vllm", "funasr", "dcgm"}
+    assert set(jobs) == {"prometheus", "node", "vllm", "funasr", "dcgm", "nginx"}
     here = {"aiprov_host": "gpu-01"}
     assert jobs["vllm"]["static_configs"] == [
         {
@@ -213,6 +215,23 @@ def test_targets_are_each_engine_on_loopback():
         "module": ["http_2xx"],
         "target": ["http://127.0.0.1:10002/health"],
     }
+
+
+def test_the_front_is_scraped_through_the_nginx_exporter_where_the_gateway_serves():
+    """Job nginx and its alert exactly where the gateway role writes the
+    status page: a monitored host with routes (aiprov.gateway.status_port)."""
+    config = monitoring.prometheus_config(*CASES["gpu-host"])
+    nginx = [job for job in config["scrape_configs"] if job["job_name"] == "nginx"]
+    assert nginx[0]["static_configs"] == [
+        {"targets": ["127.0.0.1:9113"], "labels": {"aiprov_host": "gpu-01"}}
+    ]
+    assert monitoring.nginx_status_url(HOST) == "http://127.0.0.1:9112/stub_status"
+    alerts = [rule["alert"] for rule in _every_rule(monitoring.rules(*CASES["gpu-host"]))]
+    assert "AiprovNginxDown" in alerts
+    for host in ({**HOST, "monitoring_enabled": False}, {"monitoring_enabled": True}):
+        assert monitoring.nginx_status_url(host) is None
+        jobs = monitoring.prometheus_config(host, SETTINGS)["scrape_configs"]
+        assert "nginx" not in [job["job_name"] for job in jobs]
 
 
 # A fleet: two serving hosts scraped by the first host of the group `monitoring`.
@@ -454,6 +473,20 @@ ALERT_TESTS = [
             _fired(
                 {"severity": "warning", "aiprov_host": "gpu-01", "mountpoint": "/srv"},
                 "gpu-01: the models disk (/srv) has 5% free",
+            )
+        ],
+    ),
+    _alert(
+        "AiprovNginxDown",
+        "5m",
+        [
+            {"series": 'nginx_up{job="nginx",instance="127.0.0.1:9113"}', "values": "0x10"},
+            {"series": 'nginx_up{job="nginx",instance="127.0.0.1:9213"}', "values": "1x10"},
+        ],
+        [
+            _fired(
+                {"severity": "critical", "job": "nginx", "instance": "127.0.0.1:9113"},
+                "the key-checking front's nginx on 127.0.0.1:9113 does not answer",
             )
         ],
     ),
