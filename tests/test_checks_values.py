@@ -148,6 +148,7 @@ def test_every_integer_variable_has_a_minimum_or_a_rule_of_its_own():
         "monitoring_nginx_status_port",
         "monitoring_nginx_exporter_port",
         "monitoring_grafana_port",
+        "monitoring_gateway_port",
         # GPU counts and indexes: vllm_checks and checks_stacks, with the host's GPUs
         "gpus",
         "tensor_parallel_size",
