@@ -35,7 +35,7 @@ pytest -q
 # lane A, after lane B's engine scenarios have built their environments.
 declare -A usual=(
   [base]=90 [nouveau]=300 [python_env]=300 [models]=420 [docker]=300 [dify]=420
-  [mineru]=240 [funasr_service]=420 [vllm_service]=900 [vllm_multinode]=600 [nvidia_driver]=1200 [cuda_toolkit]=900
+  [mineru]=240 [funasr_service]=420 [vllm_service]=900 [vllm_multinode]=900 [nvidia_driver]=1200 [cuda_toolkit]=900
   [service_unit]=180
   [demo]=1200
 )
