@@ -149,22 +149,14 @@ def check_grafana(inventory: Inventory) -> Iterator[Problem]:
             )
 
 
-def inventory_groups(inventory: Inventory) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {"all": [host.name for host in inventory.hosts]}
-    for host in inventory.hosts:
-        for group in host.groups:
-            groups.setdefault(group, []).append(host.name)
-    return groups
-
-
 def check_monitoring_fleet(inventory: Inventory) -> Iterator[Problem]:
     """Who scrapes whom (aiprov.monitoring.server): a named monitoring_server
     is a host of this inventory; a host scraped by another host's Prometheus
     has the scrape key its front will ask for, the one that Prometheus
     presents; the key is a bearer token."""
     default = inventory.sources[-1]
-    groups = inventory_groups(inventory)
-    names = set(groups["all"])
+    groups = inventory.members()
+    names = {host.name for host in inventory.hosts}
     for host in inventory.hosts:
         named = host.vars.get("monitoring_server")
         if named and not is_template(named) and str(named) not in names:

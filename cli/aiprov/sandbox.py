@@ -252,27 +252,26 @@ def _ip(*args: str) -> str:
     return result.stdout
 
 
-def api_key() -> Path:
-    """The file holding the sandbox services' API key (made on first use, 0600)."""
-    key = state_dir() / "api-key"
+def _secret_file(name: str) -> Path:
+    """A file in the state dir holding a random key (made on first use, 0600)."""
+    key = state_dir() / name
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key.touch(mode=0o600)
         key.write_text(secrets.token_urlsafe(24))
     key.chmod(0o600)
     return key
+
+
+def api_key() -> Path:
+    """The file holding the sandbox services' API key."""
+    return _secret_file("api-key")
 
 
 def scrape_key() -> Path:
     """The file holding the key the sandbox's front asks of `aiprov status` for
-    its Prometheus (made on first use, 0600)."""
-    key = state_dir() / "scrape-key"
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key.touch(mode=0o600)
-        key.write_text(secrets.token_urlsafe(24))
-    key.chmod(0o600)
-    return key
+    its Prometheus."""
+    return _secret_file("scrape-key")
 
 
 def check_mirror(address: str) -> None:

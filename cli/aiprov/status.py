@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiprov import checks_monitoring, gateway, metrics, monitoring, paths, plan, vllm_services
+from aiprov import gateway, metrics, monitoring, paths, plan, vllm_services
 from aiprov.inventory import Host, Inventory
 from aiprov.plan import SERVICES_KEY
 
@@ -119,9 +119,8 @@ def prometheus_api(
     """The Prometheus API that watches `host`, through its server's front
     (aiprov.monitoring: the host's own Prometheus, or the fleet's), and the
     key; (None, "") where there is none or no key lets one reach it."""
-    groups = checks_monitoring.inventory_groups(inventory)
-    name = monitoring.server(host.name, host.vars, groups)
-    if name is None or name not in groups["all"]:
+    name = monitoring.server(host.name, host.vars, inventory.members())
+    if name is None or name not in {h.name for h in inventory.hosts}:
         return None, ""
     server = inventory.host(name)
     key = str(render(server, server.vars.get("monitoring_scrape_key")) or "")
