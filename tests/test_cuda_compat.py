@@ -64,12 +64,13 @@ def test_builds_named_by_a_wheel_or_a_lock(tmp_path):
     assert cuda_compat.vllm_build("0.11.0+cu126").cuda == "12.6"
     lock = tmp_path / "mine.txt"
     lock.write_text(
-        "numpy==2.2.6 \\\n    --hash=sha256:00\ntorch==2.8.0+cu126 \\\n    --hash=sha256:11\n"
+        f"numpy==2.2.6 \\\n    --hash=sha256:{'0' * 64}\n"
+        f"torch==2.8.0+cu126 \\\n    --hash=sha256:{'1' * 64}\n"
     )
     assert cuda_compat.vllm_build("0.32.0", str(lock)).cuda == "12.6"
-    lock.write_text("torch==2.8.0 \\\n    --hash=sha256:11\n")
+    lock.write_text(f"torch==2.8.0 \\\n    --hash=sha256:{'1' * 64}\n")
     assert cuda_compat.funasr_build("1.4.16", str(lock)).cuda == "12.8"
-    lock.write_text("torch==2.13.0+cpu \\\n    --hash=sha256:11\n")
+    lock.write_text(f"torch==2.13.0+cpu \\\n    --hash=sha256:{'1' * 64}\n")
     assert cuda_compat.funasr_build("1.4.16", str(lock)).cuda is None
     # The shipped locks: the newest CUDA among their Pythons' torches.
     assert cuda_compat.funasr_build("1.4.16").cuda == "13.2"
@@ -79,7 +80,7 @@ def test_unknown_versions_name_the_command_that_adds_them(tmp_path):
     with pytest.raises(NoData, match=r"run `python scripts/gen_engine_cuda.py --vllm 0.7.3`"):
         cuda_compat.vllm_build("0.7.3")
     lock = tmp_path / "mine.txt"
-    lock.write_text("torch==2.1.0 \\\n    --hash=sha256:11\n")
+    lock.write_text(f"torch==2.1.0 \\\n    --hash=sha256:{'1' * 64}\n")
     with pytest.raises(NoData, match=r"--torch torch==2.1.0`"):
         cuda_compat.funasr_build("1.4.16", str(lock))
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from aiprov import paths
+from aiprov import locks, paths
 
 REGENERATE = "python scripts/gen_engine_cuda.py"
 # The locks the roles install from (written by scripts/gen_locks.py).
@@ -65,16 +65,16 @@ class NoData(ValueError):
 
 
 # A lock's torch line: "torch==2.13.0 \\" (hashes follow on the next lines).
-_LOCK_TORCH = re.compile(r"^torch==([^\s;\\]+)", re.MULTILINE)
 
 
 def lock_torch(path: Path) -> str | None:
-    """The torch version a lock file (what the roles install, data/locks/) pins."""
+    """The torch version a lock file (what the roles install, data/locks/) pins
+    (None for a lock that cannot be read: aiprov.locks' rule reports it)."""
     try:
-        found = _LOCK_TORCH.search(path.read_text())
-    except OSError:
+        pins = locks.read(path).pins
+    except locks.LockError:
         return None
-    return found.group(1) if found else None
+    return next((pin.version for pin in pins if pin.name == "torch"), None)
 
 
 def torch_build(version: str, where: str) -> Build:
