@@ -1,12 +1,16 @@
-"""The hub repositories `aiprov bundle serve` makes from bundled models (real git)."""
+"""The hub repositories made from bundled models (real git) by the bundle_host role's
+hub_repos.py, which `aiprov bundle serve` loads."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import subprocess
+import sys
 
-from aiprov import bundle_serve
+from aiprov import bundle_serve, paths
+
+hub = bundle_serve.hub_helper()
 
 
 def bundled_model(root, revision="main"):
@@ -14,7 +18,7 @@ def bundled_model(root, revision="main"):
     model.mkdir(parents=True)
     files = {
         "config.json": b'{"a": 1}\n',
-        "model.safetensors": b"\x01" * (bundle_serve.LFS_MIN_BYTES + 7),
+        "model.safetensors": b"\x01" * (hub.LFS_MIN_BYTES + 7),
     }
     records = []
     for name, content in files.items():
@@ -38,8 +42,7 @@ def git(repo, *args):
 
 def test_small_files_as_blobs_large_as_hard_linked_lfs(tmp_path):
     model, records = bundled_model(tmp_path)
-    name = bundle_serve.hub_repository(tmp_path, model, tmp_path / "hub")
-    assert name == "org/tiny"
+    assert hub.hub_repository(model, tmp_path / "hub") == ("org/tiny", True)
     repo = tmp_path / "hub" / "models" / "org" / "tiny"
     assert git(repo, "show", "main:config.json") == b'{"a": 1}\n'
     big = records[1]
@@ -56,8 +59,31 @@ def test_small_files_as_blobs_large_as_hard_linked_lfs(tmp_path):
 
 def test_branch_is_the_catalog_revision_and_rerun_keeps_the_commit(tmp_path):
     model, _ = bundled_model(tmp_path, revision="master")
-    bundle_serve.hub_repository(tmp_path, model, tmp_path / "hub")
+    hub.hub_repository(model, tmp_path / "hub")
     repo = tmp_path / "hub" / "models" / "org" / "tiny"
     first = git(repo, "rev-parse", "master")
-    bundle_serve.hub_repository(tmp_path, model, tmp_path / "hub")
+    assert hub.hub_repository(model, tmp_path / "hub") == ("org/tiny", False)
     assert git(repo, "rev-parse", "master") == first
+
+
+def test_the_script_reports_what_it_built(tmp_path):
+    """As the role runs it: JSON naming every repository and the ones made now."""
+    bundled_model(tmp_path / "bundle")
+    argv = [sys.executable, str(paths.share_dir() / bundle_serve.HUB_HELPER)]
+    argv += [str(tmp_path / "bundle"), str(tmp_path / "hub")]
+    first = json.loads(subprocess.run(argv, capture_output=True, check=True).stdout)
+    assert first == {"repos": ["org/tiny"], "built": ["org/tiny"]}
+    again = json.loads(subprocess.run(argv, capture_output=True, check=True).stdout)
+    assert again == {"repos": ["org/tiny"], "built": []}
+
+
+def test_the_script_fails_with_the_reason(tmp_path):
+    model, _ = bundled_model(tmp_path / "bundle")
+    (model / "config.json").unlink()
+    argv = [sys.executable, str(paths.share_dir() / bundle_serve.HUB_HELPER)]
+    done = subprocess.run(
+        [*argv, str(tmp_path / "bundle"), str(tmp_path / "hub")], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "config.json" in done.stderr

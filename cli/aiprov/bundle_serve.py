@@ -20,6 +20,7 @@ no other archive).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from aiprov import sandbox
+from aiprov import paths, sandbox
 from aiprov.bundle import BundleError, Manifest
 
 SERVE_DIR = ".serve"
@@ -39,16 +40,9 @@ OVERLAY = "overlay.yml"
 # Offsets from --port: the index, the hub, the APT repository.
 PYPI, HUB, APT = 0, 1, 2
 DEFAULT_PORT = 8780
-# Files above this size are LFS objects in the hub's repositories, as on real hubs.
-LFS_MIN_BYTES = 1 << 20
-_GIT_ENV = {
-    "GIT_AUTHOR_NAME": "aiprov bundle",
-    "GIT_AUTHOR_EMAIL": "aiprov@localhost",
-    "GIT_COMMITTER_NAME": "aiprov bundle",
-    "GIT_COMMITTER_EMAIL": "aiprov@localhost",
-    "GIT_AUTHOR_DATE": "2020-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2020-01-01T00:00:00Z",
-}
+# The bundle_host role's script that makes the hub's git repositories: one
+# home for them, run by the role on its host and loaded here.
+HUB_HELPER = "roles/bundle_host/files/hub_repos.py"
 
 
 @dataclass
@@ -58,60 +52,14 @@ class Served:
     pid: int
 
 
-def _git(repo: Path, *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=os.environ | _GIT_ENV,
+def hub_helper():
+    """The bundle_host role's hub_repos.py as a module (as bundle_build loads the models helper)."""
+    loader_spec = importlib.util.spec_from_file_location(
+        "aiprov_hub_repos", paths.share_dir() / HUB_HELPER
     )
-    if done.returncode:
-        raise BundleError(f"git {args[0]} in {repo}: {done.stderr.strip()[-300:]}")
-    return done.stdout.strip()
-
-
-def hub_repository(root: Path, model_dir: Path, repos: Path) -> str:
-    """A git repository Olah serves, made from one bundled model; returns ORG/NAME.
-
-    Built with git's plumbing, so no file is copied: blobs for small files,
-    LFS pointers plus hard-linked LFS objects for large ones. The branch is the
-    catalog's revision (main or master), so the hosts' catalog needs no change.
-    """
-    marker = json.loads((model_dir / ".aiprov-model.json").read_text())
-    identity = marker["identity"]
-    name, branch = identity["repo"], identity["revision"]
-    repo = repos / "models" / name
-    stamp = repo / ".git" / "aiprov-source-commit"
-    if stamp.exists() and stamp.read_text() == marker["commit"]:
-        return name
-    repo.mkdir(parents=True, exist_ok=True)
-    _git(repo, "init", "-q", "-b", branch)
-    index = repo / ".git" / "index"
-    index.unlink(missing_ok=True)
-    for record in marker["files"]:
-        source = model_dir / record["path"]
-        if record["size"] > LFS_MIN_BYTES:
-            oid = record["sha256"]
-            obj = repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
-            obj.parent.mkdir(parents=True, exist_ok=True)
-            if not obj.exists():
-                os.link(source, obj)
-            pointer = (
-                "version https://git-lfs.github.com/spec/v1\n"
-                f"oid sha256:{oid}\nsize {record['size']}\n"
-            )
-            blob = _git(repo, "hash-object", "-w", "--stdin", stdin=pointer)
-        else:
-            blob = _git(repo, "hash-object", "-w", str(source))
-        _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{record['path']}")
-    tree = _git(repo, "write-tree")
-    commit = _git(repo, "commit-tree", tree, "-m", f"aiprov bundle: {name} at {marker['commit']}")
-    _git(repo, "update-ref", f"refs/heads/{branch}", commit)
-    _git(repo, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
-    stamp.write_text(marker["commit"])
-    return name
+    module = importlib.util.module_from_spec(loader_spec)
+    loader_spec.loader.exec_module(module)
+    return module
 
 
 def _start(state: Path, what: str, argv: list[str], cwd: Path | None = None) -> int:
@@ -195,7 +143,11 @@ def serve(root: Path, manifest: Manifest, address: str, port: int) -> tuple[list
     )
     if model_dirs:
         repos = state / "hub"
-        names = [hub_repository(root, d, repos) for d in model_dirs]
+        helper = hub_helper()
+        try:
+            names = [helper.hub_repository(d, repos)[0] for d in model_dirs]
+        except (helper.HubError, OSError) as error:
+            raise BundleError(f"the hub's repositories: {error}") from None
         url = f"{base}:{port + HUB}"
         config = state / "olah.toml"
         netloc = f"{address}:{port + HUB}"
