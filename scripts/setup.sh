@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# prometheus: promtool, which tests/test_monitoring.py runs on the monitoring role's files
-apt_packages=(podman runc debootstrap uidmap iproute2 git git-lfs openssh-client espeak-ng sox prometheus)
+# prometheus: promtool, which tests/test_monitoring.py runs on the monitoring role's files;
+# dpkg-dev: dpkg-scanpackages, which `aiprov bundle build` writes the APT repository with
+apt_packages=(podman runc debootstrap uidmap iproute2 git git-lfs openssh-client espeak-ng sox prometheus dpkg-dev)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
