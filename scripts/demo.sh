@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: start the sandbox's mirror (package
-# index and model hub) and a sandbox host, bootstrap it with aiprov, run it
-# again to show nothing changes, and ask its model services one question each.
+# The main job on the embedded default, offline: build the sandbox's bundle
+# (aiprov bundle build, verify, serve), start a sandbox host on a network that
+# reaches only the bundle's servers, bootstrap it with aiprov, run it again to
+# show nothing changes, and ask its model services one question each.
 #
 #   bash scripts/demo.sh          run it (from any state: fresh, again, after down)
 #   bash scripts/demo.sh down     stop everything it started: the sandbox hosts,
-#                                 the package index, the hub and the network
+#                                 the bundle's servers and the networks
 #
 #   AIPROV_SANDBOX_HOSTS=2   more hosts (each runs the whole CPU profile)
 #   AIPROV_SANDBOX_INVENTORY=DIR   write and use this inventory (default: the
@@ -20,7 +21,7 @@ if [[ ${1:-} == down ]]; then
   export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/cli/aiprov/data/containers.conf}
   aiprov sandbox down
   bash scripts/sandbox-mirror.sh down
-  echo "the sandbox hosts, its network, the package index and the hub are stopped"
+  echo "the sandbox hosts, their networks and the bundle's servers are stopped"
   exit 0
 fi
 [[ $# -eq 0 ]] || { echo "usage: $0 [down]" >&2; exit 4; }
@@ -59,7 +60,7 @@ phase "setup (packages, venv, image)" env AIPROV_IMAGES="${AIPROV_IMAGES:-bookwo
 source .venv/bin/activate
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/cli/aiprov/data/containers.conf}
 
-phase "sandbox mirror" bash scripts/sandbox-mirror.sh up
+phase "bundle (build, verify, serve)" bash scripts/sandbox-mirror.sh up
 # A hub token as a fleet behind a gated hub would set: the models role hands it
 # to the hub client on stdin; the scan at the end proves it went nowhere else.
 HF_TOKEN=hf_sandbox_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -9,6 +9,10 @@ espeak-ng speaks, all through the key-checking front (the gateway role's
 nginx); then, without the key, the inference routes vLLM's own key leaves
 open must answer 401 at the front. Exits 1 if any answer is missing or has
 the wrong shape.
+
+First it shows what the host reaches: the sandbox bundle's package index (the
+address `aiprov bundle serve` gave the inventory) must answer from inside the host, and PyPI,
+Debian's archive, the Hugging Face mirror and a bare address outside must not.
 """
 
 from __future__ import annotations
@@ -22,9 +26,54 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from aiprov import sandbox
+import yaml
+
+from aiprov import bundle_serve, sandbox
 
 SENTENCE = "hello world, this is the aiprov sandbox"
+# What a host of the offline network must not reach (requests, not bare
+# connects: some networks accept any TCP connection).
+OUTSIDE = [
+    "https://pypi.org/simple/",
+    "http://deb.debian.org/debian/",
+    "https://hf-mirror.com/api/models",
+    "http://1.1.1.1/",
+]
+# Run by the host's own python3: each URL's status, or why it failed.
+_FETCH = """
+import sys, urllib.request
+for url in sys.argv[1:]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            print(url, r.status)
+    except Exception as e:
+        print(url, "no:", getattr(e, "reason", None) or e)
+"""
+
+
+def reach(name: str, urls: list[str]) -> dict[str, str]:
+    """What each URL answers from inside the host."""
+    done = subprocess.run(
+        ["podman", "exec", name, "python3", "-c", _FETCH, *urls],
+        capture_output=True, text=True, check=True, env=sandbox.podman_env(),
+    )  # fmt: skip
+    return dict(line.split(" ", 1) for line in done.stdout.splitlines())
+
+
+def offline(name: str) -> bool:
+    """The host reaches its bundle's index and nothing outside."""
+    overlay = sandbox.bundle_dir() / bundle_serve.SERVE_DIR / bundle_serve.OVERLAY
+    index = yaml.safe_load(overlay.read_text())["python_env_pip_index_url"]
+    answers = reach(name, [index, *OUTSIDE])
+    for url, answer in answers.items():
+        print(f"from {name}: {url} -> {answer}")
+    reached = [url for url in OUTSIDE if not answers[url].startswith("no:")]
+    if answers[index] != "200" or reached:
+        print(
+            f"{name}: not offline as its inventory says (index {answers[index]}; reached {reached})"
+        )
+        return False
+    return True
 
 
 def post(url: str, key: str, body: bytes, content_type: str) -> dict:
@@ -79,6 +128,8 @@ def main(name: str) -> int:
     host = next((h for h in sandbox.status() if h.name == name), None)
     if host is None or not host.address:
         print(f"{name}: no running sandbox host of that name (aiprov sandbox status)")
+        return 1
+    if not offline(name):
         return 1
     key = sandbox.api_key().read_text().strip()
     base = f"http://{host.address}"

