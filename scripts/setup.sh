@@ -6,16 +6,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # prometheus: promtool, which tests/test_monitoring.py runs on the monitoring role's files;
-# dpkg-dev: dpkg-scanpackages, which `aiprov bundle build` writes the APT repository with
-apt_packages=(podman runc debootstrap uidmap iproute2 git git-lfs openssh-client espeak-ng sox prometheus dpkg-dev)
+# dpkg-dev: dpkg-scanpackages, which `aiprov bundle build` writes the APT repository with;
+# skopeo and docker-registry: a bundle's images (bundle build copies, bundle serve serves them)
+apt_packages=(podman runc debootstrap uidmap iproute2 git git-lfs openssh-client espeak-ng sox prometheus dpkg-dev
+  skopeo docker-registry)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
 if ((${#missing[@]})); then
-  sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The package enables a machine-wide registry on :5000; `aiprov bundle serve` runs its own.
+if [[ -d /run/systemd/system ]] && systemctl is-enabled -q docker-registry 2>/dev/null; then
+  $sudo systemctl disable --now docker-registry
 fi
 
 python=${PYTHON:-python3}

@@ -52,7 +52,9 @@ def test_gpu_host_gets_driver_and_docker_but_no_templated_names():
 def test_mineru_image_from_its_registry():
     host = {"aiprov_gpu_family": "l20", "mineru_services": [{"name": "api"}]}
     host |= {"mineru_image_registry": "reg.example/od", "mineru_version": "2.5.4"}
-    assert bundle_plan.plan(inventory(host)).images == ["reg.example/od/mineru-vllm:2.5.4"]
+    assert [i.ref for i in bundle_plan.plan(inventory(host)).images] == [
+        "reg.example/od/mineru-vllm:2.5.4"
+    ]
 
 
 def test_target_from_hosts_and_override():

@@ -11,13 +11,14 @@ Each part has its own tool, run here as its upstream documents it:
   proven: no RHEL image or archive here);
 - models: the models role's own helper (roles/models/files/model_fetch.py),
   so a bundle's model directory and its sha256 marker are what a host gets;
-- images: `skopeo copy` to docker-archive files (written, not proven: no
-  registry is reachable here).
+- images: `skopeo copy` of each stack image for the target's platform into
+  skopeo's `dir:` layout (aiprov.bundle_images), digests kept.
 
 Resumable: the manifest is saved after every part, each part skips what it
 finds complete (pip keeps downloaded files, apt its pool, the models helper its
-marker and partial files, skopeo's archives are kept), and a part whose inputs
-did not change and whose files are all present is not run again.
+marker and partial files, an image whose directory is complete is not copied
+again), and a part whose inputs did not change and whose files are all present
+is not run again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiprov import bundle, bundle_plan, locks, modelfacts, paths, sandbox
+from aiprov import bundle, bundle_images, bundle_plan, locks, modelfacts, paths, sandbox
 from aiprov.bundle import BundleError, Item, Manifest
 
 Say = Callable[[str], None]
@@ -43,6 +46,7 @@ MODEL_HELPER = "roles/models/files/model_fetch.py"
 # Build backends for the sdists pip falls back to (the host's pip builds them).
 BUILD_REQUIREMENTS = ["setuptools", "wheel"]
 _DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+_BLOB = re.compile(r"^[0-9a-f]{64}$")  # a blob of skopeo's dir: layout, named by its sha256
 
 
 @dataclass
@@ -411,20 +415,89 @@ def _size_from_facts(entry: dict[str, Any]) -> int | None:
 
 
 def images(root: Path, plan: bundle_plan.Plan, manifest: Manifest, say: Say) -> None:
-    """Each image as a docker-archive (written, not proven: no registry here)."""
-    for ref in plan.images:
-        path = root / "images" / (ref.replace("/", "_").replace(":", "_") + ".tar")
-        known = [i for i in manifest.part("images") if i.path == path.relative_to(root).as_posix()]
-        if known and bundle.is_present(root, known[0]):
+    """Each image for the target's platform by `skopeo copy` into a `dir:` directory
+    (bundle_images): the registry's manifest and blobs byte for byte."""
+    for image in plan.images:
+        ref = image.ref
+        directory = root / "images" / bundle_images.directory(ref)
+        prefix = directory.relative_to(root).as_posix() + "/"
+        known = [i for i in manifest.part("images") if i.path.startswith(prefix)]
+        if (
+            known
+            and (directory / bundle_images.MARKER).is_file()
+            and all(bundle.is_present(root, i) for i in known)
+        ):
             say(f"image {ref}: already here")
             continue
-        path.parent.mkdir(exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        _run(["skopeo", "copy", f"docker://{ref}", f"docker-archive:{partial}:{ref}"], say)
-        partial.replace(path)
-        name, _, tag = ref.rpartition(":")
-        manifest.add([bundle.item_for(root, path, "images", name, tag)])
+        partial = directory.with_name(directory.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        platform = bundle_images.skopeo_platform(plan.target.arch)
+        _run(_skopeo(*platform, "copy", "-q", f"docker://{ref}", f"dir:{partial}"), say)
+        digest = bundle.sha256_of(partial / "manifest.json")
+        marker = {
+            "ref": ref,
+            "repository": bundle_images.repository(ref),
+            "digest": f"sha256:{digest}",
+            "registry_variable": image.registry_variable,
+            "name": image.name,
+        }
+        (partial / bundle_images.MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        shutil.rmtree(directory, ignore_errors=True)
+        partial.replace(directory)
+        parsed = bundle_images.parse(ref)
+        items = []
+        for path in sorted(directory.iterdir()):
+            if _BLOB.match(path.name):
+                # skopeo checked each blob against its digest, the file's name: reuse it.
+                rel = path.relative_to(root).as_posix()
+                items.append(
+                    Item(rel, "images", parsed.name, parsed.tag, path.stat().st_size, path.name)
+                )
+            else:
+                items.append(bundle.item_for(root, path, "images", parsed.name, parsed.tag))
+        manifest.items = [i for i in manifest.items if not i.path.startswith(prefix)] + items
+        bundle.save(root, manifest)  # images are large: a killed build keeps each one copied
+        say(f"image {ref}: {sum(i.size for i in items) / 2**20:.1f} MiB (sha256:{digest[:12]})")
+
+
+def estimate_images(plan: bundle_plan.Plan, estimate: Estimate, say: Say) -> None:
+    """Each image's config and layers from the registry's manifest (`skopeo inspect
+    --raw`; a multi-platform list gives the target's entry); a note where the
+    registry cannot be asked."""
+    total = count = 0
+    for image in plan.images:
+        ref = image.ref
+        try:
+            manifest = json.loads(_inspect_raw(f"docker://{ref}", say))
+            if "manifests" in manifest:
+                digest = bundle_images.platform_manifest(manifest, plan.target.arch)
+                if not digest:
+                    estimate.notes.append(f"image {ref}: no linux/{plan.target.arch} image")
+                    continue
+                name = bundle_images.parse(ref).name
+                manifest = json.loads(_inspect_raw(f"docker://{name}@{digest}", say))
+        except BundleError as error:
+            estimate.notes.append(f"image {ref}: not sized ({error})")
+            continue
+        size = bundle_images.manifest_size(manifest)
+        say(f"image {ref}: {size / 2**20:.1f} MiB in {len(manifest.get('layers', []))} layers")
+        total += size
+        count += 1
+    estimate.sizes["images"] = total
+    estimate.counts["images"] = count
+
+
+def _inspect_raw(source: str, say: Say) -> str:
+    return _run(_skopeo("inspect", "--raw", source), say, capture_output=True).stdout
+
+
+def _skopeo(*args: str) -> list[str]:
+    """skopeo with the registries.conf that CONTAINERS_REGISTRIES_CONF names (a
+    plain-HTTP or mirrored source registry): Debian 12's skopeo 1.9 reads the
+    variable only as its --registries-conf option."""
+    conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    return ["skopeo", *(["--registries-conf", conf] if conf else []), *args]
 
 
 # --- the whole build --------------------------------------------------------------
@@ -472,10 +545,7 @@ def estimate(plan: bundle_plan.Plan, endpoints: Endpoints, say: Say) -> Estimate
     estimate_apt(plan, result, say)
     estimate_models(plan, endpoints, result, say)
     if plan.images:
-        result.notes.append(
-            f"images: {len(plan.images)} not sized (no registry reachable):"
-            f" {', '.join(plan.images)}"
-        )
+        estimate_images(plan, result, say)
     return result
 
 

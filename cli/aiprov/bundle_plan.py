@@ -18,6 +18,7 @@ from typing import Any
 
 from aiprov import host_models, locks, paths
 from aiprov.bundle import Target
+from aiprov.bundle_images import Image
 from aiprov.inventory import Inventory
 
 # aiprov_os → (package family, suite, the release's python3, its glibc).
@@ -47,7 +48,7 @@ class Plan:
     locks: list[Path] = field(default_factory=list)  # the lock files whose wheels it carries
     packages: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
-    images: list[str] = field(default_factory=list)
+    images: list[Image] = field(default_factory=list)
     # What the bundle cannot carry, and why (shown by build and --dry-run).
     notes: list[str] = field(default_factory=list)
 
@@ -94,14 +95,17 @@ def packages(values: Mapping[str, Any], family: str) -> list[str]:
     return found
 
 
-def images(values: Mapping[str, Any]) -> list[str]:
-    """Container images of the host's compose stacks that come from a registry."""
-    found: list[str] = []
+def images(values: Mapping[str, Any]) -> list[Image]:
+    """Container images of the host's compose stacks that come from a registry,
+    with the role variable that names the registry (the bundle's overlay sets it)."""
+    found: list[Image] = []
     if "mineru" in roles_run(values) and not _setting(values, "mineru", "mineru_image_build"):
         registry = _setting(values, "mineru", "mineru_image_registry")
         name = _setting(values, "mineru", "mineru_image_name")
         tag = values.get("mineru_image_tag") or _setting(values, "mineru", "mineru_version")
-        found.append(f"{registry}/{name}:{tag}" if registry else f"{name}:{tag}")
+        if registry:  # empty: a local image, which the host loads with `docker load`
+            ref = f"{registry.rstrip('/')}/{name}:{tag}"
+            found.append(Image(ref, "mineru_image_registry", name))
     return found
 
 
@@ -152,6 +156,16 @@ def plan(inventory: Inventory, os_name: str = "", arch: str = "") -> Plan:
     result.locks = list(dict.fromkeys(result.locks))
     result.packages = sorted(set(result.packages))
     result.images = list(dict.fromkeys(result.images))
+    if any(
+        "mineru" in roles_run(h)
+        and not _setting(h, "mineru", "mineru_image_build")
+        and not _setting(h, "mineru", "mineru_image_registry")
+        for h in values
+    ):
+        result.notes.append(
+            "mineru: mineru_image_registry is empty (an image loaded with docker load on the"
+            " host); not bundled"
+        )
     if any(_setting(h, "dify", "dify_enabled") for h in values):
         result.notes.append(
             "dify: its images are named in its release archive's compose file; not bundled"

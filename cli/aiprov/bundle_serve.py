@@ -8,13 +8,16 @@ that points the roles at them.
   bundle's files (no second copy);
 - distribution packages: the flat APT repository over HTTP (Python's
   http.server: static files, as apt asks for them);
-- images: not served yet (a registry loading the docker-archives is missing).
+- images: a registry (CNCF distribution, Debian's docker-registry) into which
+  skopeo pushes each bundled `dir:` image as is (its digest is the source
+  registry's), skipping those it holds already (aiprov.bundle_images).
 
 The servers are plain processes (setsid) that run until `--stop`; their state
 and logs live in DIR/.serve. The overlay (extra variables, `-e @FILE`, which
 outrank the inventory) sets python_env_pip_index_url, models_hf_endpoint and
 base_apt_repositories (with base_apt_repositories_only, so an offline host asks
-no other archive).
+no other archive), and for images docker_registry_mirrors, the daemon's insecure
+registries and the registry variables of the roles whose images are bundled.
 """
 
 from __future__ import annotations
@@ -23,22 +26,26 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from aiprov import paths, sandbox
+from aiprov import bundle_images, paths, sandbox
 from aiprov.bundle import BundleError, Manifest
 
 SERVE_DIR = ".serve"
 OVERLAY = "overlay.yml"
-# Offsets from --port: the index, the hub, the APT repository.
-PYPI, HUB, APT = 0, 1, 2
+# Offsets from --port: the index, the hub, the APT repository, the image registry.
+PYPI, HUB, APT, REGISTRY = 0, 1, 2, 3
+SERVERS = ("index", "hub", "apt", "registry")
 DEFAULT_PORT = 8780
 # The bundle_host role's script that makes the hub's git repositories: one
 # home for them, run by the role on its host and loaded here.
@@ -50,6 +57,7 @@ class Served:
     what: str
     url: str
     pid: int
+    detail: str = ""
 
 
 def hub_helper():
@@ -103,7 +111,7 @@ def stop_one(state: Path, what: str) -> bool:
 
 def stop(root: Path) -> list[str]:
     state = root / SERVE_DIR
-    return [what for what in ("index", "hub", "apt") if stop_one(state, what)]
+    return [what for what in SERVERS if stop_one(state, what)]
 
 
 def _bin(name: str) -> str:
@@ -111,8 +119,72 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def serve(root: Path, manifest: Manifest, address: str, port: int) -> tuple[list[Served], Path]:
-    """Start a server per part the bundle has; write the overlay; return both."""
+def image_markers(root: Path, manifest: Manifest) -> list[tuple[Path, dict]]:
+    """Each bundled image's directory and marker (written by bundle_build.images)."""
+    found = []
+    for item in sorted(manifest.part("images"), key=lambda i: i.path):
+        if item.path.endswith("/" + bundle_images.MARKER):
+            path = root / item.path
+            found.append((path.parent, json.loads(path.read_text())))
+    return found
+
+
+def held_digest(registry: str, repository: str, tag: str) -> str:
+    """The digest of REPOSITORY:TAG in the registry at URL `registry` ("" if it has none)."""
+    request = urllib.request.Request(
+        f"{registry}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": ", ".join(bundle_images.MANIFEST_TYPES)},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.headers.get("Docker-Content-Digest", "")
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return ""
+        raise BundleError(
+            f"the bundle's registry answered HTTP {error.code} for {repository}"
+        ) from None
+
+
+def load_images(images: list[tuple[Path, dict]], registry: str) -> list[str]:
+    """Push each image the registry does not hold at its digest with skopeo
+    (digests kept); returns the references pushed."""
+    netloc = registry.removeprefix("http://")
+    pushed = []
+    for directory, marker in images:
+        tag = bundle_images.parse(marker["ref"]).tag
+        if held_digest(registry, marker["repository"], tag) == marker["digest"]:
+            continue
+        destination = f"docker://{netloc}/{marker['repository']}:{tag}"
+        argv = ["skopeo", "copy", "-q", "--preserve-digests", "--dest-tls-verify=false"]
+        done = subprocess.run(
+            [*argv, f"dir:{directory}", destination], capture_output=True, text=True, check=False
+        )
+        if done.returncode:
+            raise BundleError(f"skopeo copy to {destination}: {done.stderr.strip()[-500:]}")
+        pushed.append(marker["ref"])
+    return pushed
+
+
+def _registry_config(state: Path, address: str, port: int) -> Path:
+    """distribution's configuration: its filesystem storage under .serve, plain HTTP."""
+    config = {
+        "version": 0.1,
+        "log": {"level": "info"},
+        "storage": {"filesystem": {"rootdirectory": str(state / "registry")}},
+        "http": {"addr": f"{address}:{port}"},
+    }
+    path = state / "registry.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def serve(
+    root: Path, manifest: Manifest, address: str, port: int
+) -> tuple[list[Served], Path, list[str]]:
+    """Start a server per part the bundle has; write the overlay; return both and
+    notes on what the overlay does not cover."""
     state = root / SERVE_DIR
     state.mkdir(exist_ok=True)
     served: list[Served] = []
@@ -186,7 +258,24 @@ def serve(root: Path, manifest: Manifest, address: str, port: int) -> tuple[list
             for name in apt_repos
         ]
         overlay["base_apt_repositories_only"] = True
+    notes: list[str] = []
+    images = image_markers(root, manifest)
+    if images:
+        for tool in ("docker-registry", "skopeo"):
+            if not shutil.which(tool):
+                raise BundleError(f"{tool} is not installed (apt-get install {tool})")
+        url = f"{base}:{port + REGISTRY}"
+        config = _registry_config(state, address, port + REGISTRY)
+        pid = _start(state, "registry", ["docker-registry", "serve", str(config)])
+        _wait(state, "registry", f"{url}/v2/", "{}")
+        pushed = load_images(images, url)
+        served.append(Served("registry", url, pid, f"{len(pushed)} of {len(images)} images pushed"))
+        variables, notes = bundle_images.overlay(
+            [bundle_images.Image(m["ref"], m["registry_variable"], m["name"]) for _, m in images],
+            f"{address}:{port + REGISTRY}",
+        )
+        overlay |= variables
     path = state / OVERLAY
     header = f"# Written by `aiprov bundle serve {root}`: use it as `-e @{path}`.\n"
     path.write_text(header + yaml.safe_dump(overlay, sort_keys=True))
-    return served, path
+    return served, path, notes

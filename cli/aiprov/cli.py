@@ -816,14 +816,15 @@ def bundle_build(
 )  # fmt: skip
 @click.option(
     "--port", default=8780, show_default=True, type=click.IntRange(1024, 65000),
-    help="First port: the index on it, the hub on the next, the APT repository after.",
+    help="First port: the index on it, then the hub, the APT repository, the image registry.",
 )  # fmt: skip
 @click.option("--stop", "stop_servers", is_flag=True, help="Stop the servers of DIRECTORY.")
 @_friendly_errors
 def bundle_serve(directory: Path, address: str, port: int, stop_servers: bool) -> None:
     """Serve a bundle to hosts that reach nothing else: a package index
     (pypiserver), a Hugging Face-compatible hub (Olah), the APT repository over
-    HTTP; writes the overlay that points every role at them (-e @FILE).
+    HTTP, an image registry (docker-registry) holding the bundle's images; writes
+    the overlay that points every role at them (-e @FILE).
 
     \b
     Examples:
@@ -841,12 +842,14 @@ def bundle_serve(directory: Path, address: str, port: int, stop_servers: bool) -
     address = address or sandbox.ensure_offline_network()
     try:
         with console.status(f"starting the bundle's servers on {address}…"):
-            served, overlay = bundle_serve.serve(directory, manifest, address, port)
+            served, overlay, notes = bundle_serve.serve(directory, manifest, address, port)
     except bundle.BundleError as error:
         _error(str(error))
         sys.exit(runner.EXIT_ERROR)
-    table = Table("server", "url", "pid")
+    table = Table("server", "url", "pid", "")
     for server in served:
-        table.add_row(server.what, server.url, str(server.pid))
+        table.add_row(server.what, server.url, str(server.pid), server.detail)
     console.print(table)
     console.print(f"overlay: {overlay} (aiprov bootstrap -i INVENTORY -e @{overlay})")
+    for note in notes:
+        console.print(Text("note: " + note, style="yellow"), soft_wrap=True)
