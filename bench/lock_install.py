@@ -5,7 +5,8 @@ lock with uv, against the install the roles did before locks (pip resolving
 Prints figures; it is not a timed test. Target: the lock with uv at least 3x
 faster than pip.
 
-Both install from the same local index: pypiserver (no fallback) on
+Both install from the same local index: pypiserver (no fallback, on
+waitress's threads as `aiprov bundle serve` runs it) on
 127.0.0.1 serving the locks' wheels (--wheels: the sandbox bundle's,
 ~/.cache/aiprov/sandbox-bundle/wheels, made by `bash scripts/sandbox-mirror.sh
 up`) and the files pip's own resolution adds (--unlocked: filled once, not
@@ -28,6 +29,7 @@ timed), and the packages where pip's resolution differs from the lock.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import socket
@@ -226,8 +228,11 @@ def main() -> int:
                 f" ({'; '.join(problems[:3])}): run `bash scripts/sandbox-mirror.sh up`"
                 " (or pip download --no-deps --require-hashes -r LOCK)"
             )
+    # pypiserver's "auto" server is waitress where it is installed (the bundle
+    # extra), else wsgiref, which answers one request at a time.
+    server_kind = "waitress" if importlib.util.find_spec("waitress") else "wsgiref"
     print(
-        f"index: pypiserver on 127.0.0.1 serving {args.wheels}"
+        f"index: pypiserver ({server_kind}) on 127.0.0.1 serving {args.wheels}"
         f" ({len(files)} files; every file the locks need is there, hashes match)"
     )
     fill_unlocked(args.unlocked, args.wheels)
