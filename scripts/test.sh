@@ -28,18 +28,19 @@ pytest -q
 # package mirror) stay in one lane. Seconds each took on an idle 2-core machine, used only
 # to decide what still fits the budget.
 # "demo" is not a scenario: it is the README's main command (scripts/demo.sh)
-# end to end: mirror, sandbox host with the services profile, bootstrap, a
-# re-run that must change nothing, a chat completion, an embedding and a
-# transcription, and the secret scan, then its documented teardown. It has
-# its own network and ports, so it runs beside the scenarios; it goes last in
-# lane A, after lane B's engine scenarios have built their environments.
+# end to end, offline: the sandbox's bundle built, verified and served, a
+# sandbox host with the services profile on a network that reaches only the
+# bundle, bootstrap, a re-run that must change nothing, a chat completion, an
+# embedding and a transcription, status, the SLO check and the secret scan,
+# then its documented teardown. It has its own networks and ports, so it runs
+# beside the scenarios; it goes last in lane A.
 declare -A usual=(
   [base]=90 [nouveau]=300 [python_env]=300 [models]=420 [docker]=300 [dify]=420
   [mineru]=240 [funasr_service]=420 [vllm_service]=900 [vllm_multinode]=900 [nvidia_driver]=1200 [cuda_toolkit]=900
-  [service_unit]=180
+  [service_unit]=180 [bundle_host]=480
   [demo]=1200
 )
-lane_a="base nouveau python_env service_unit dify mineru nvidia_driver demo"
+lane_a="base nouveau python_env service_unit dify mineru nvidia_driver bundle_host demo"
 lane_b="vllm_service vllm_multinode funasr_service cuda_toolkit models docker"
 if [[ -n "${MOLECULE_SCENARIOS:-}" ]]; then
   lane_a=$MOLECULE_SCENARIOS lane_b=""

@@ -153,8 +153,10 @@ def up(
     existing = {host.name: host for host in status(prefix)}
     names = host_names(count, prefix)
     for name in names:
-        if name in existing and not _can_sandbox_units(name):
-            run_podman("rm", "--force", name)  # made before the services were sandboxed
+        if name in existing and not (_can_sandbox_units(name) and _on(name, network)):
+            # Made before the services were sandboxed, or on the other network
+            # (a light host asked for services must not keep its way out).
+            run_podman("rm", "--force", name)
             del existing[name]
         if name in existing:
             if existing[name].state != "running":
@@ -179,6 +181,15 @@ def up(
     else:
         write_inventory(names, inventory_dir, services_vars=services_vars)
     return status(prefix)
+
+
+def _on(name: str, network: str) -> bool:
+    """Whether a host is attached to `network` and to no other."""
+    inspect = run_podman(
+        "inspect", "--format", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
+        name, check=False,
+    )  # fmt: skip
+    return inspect.stdout.split() == [network]
 
 
 def _can_sandbox_units(name: str) -> bool:
