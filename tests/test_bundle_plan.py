@@ -105,3 +105,16 @@ def test_model_spec_is_the_roles():
         "http://ms",
         "/b/models/asr",
     )
+
+
+def test_a_bundle_host_carries_its_servers_and_their_packages():
+    """The group bundle_host adds the servers' lock (and uv's) and the packages
+    roles/bundle_host installs from the bundle itself; other hosts get neither."""
+    server = Host("bundle01", ["bundle_host"], {"aiprov_gpu_family": "cpu"})
+    plain = bundle_plan.plan(inventory({"aiprov_gpu_family": "cpu"}))
+    assert not plain.locks and "git" not in plain.packages
+    plan = bundle_plan.plan(Inventory(["inv"], [server, Host("h1", [], dict(SERVICES))]))
+    names = [p.name for p in plan.locks]
+    assert names[:2] == ["bundle-servers-2.4.2-0.5.4-any-py3.11.txt", "uv-0.13.8-any-py3.11.txt"]
+    assert "vllm-0.32.0-cpu-py3.11.txt" in names
+    assert {"git", "nginx", "curl", "python3-venv"} <= set(plan.packages)

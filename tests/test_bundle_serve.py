@@ -72,9 +72,10 @@ def test_the_script_reports_what_it_built(tmp_path):
     argv = [sys.executable, str(paths.share_dir() / bundle_serve.HUB_HELPER)]
     argv += [str(tmp_path / "bundle"), str(tmp_path / "hub")]
     first = json.loads(subprocess.run(argv, capture_output=True, check=True).stdout)
-    assert first == {"repos": ["org/tiny"], "built": ["org/tiny"]}
+    served = [{"repo": "org/tiny", "revision": "main"}]
+    assert first == {"repos": served, "built": ["org/tiny"]}
     again = json.loads(subprocess.run(argv, capture_output=True, check=True).stdout)
-    assert again == {"repos": ["org/tiny"], "built": []}
+    assert again == {"repos": served, "built": []}
 
 
 def test_the_script_fails_with_the_reason(tmp_path):

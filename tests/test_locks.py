@@ -175,3 +175,18 @@ def test_cpu_locks_use_the_cpu_torch_and_vllm_0_11_predates_transformers_5():
         }
         assert pins["torch"] == "2.8.0"
         assert pins["transformers"].startswith("4.")
+
+
+def test_a_bundle_host_installs_the_bundle_servers_lock():
+    found = [(n.engine, n.version) for n in locks.needs({}, False, serves_bundle=True)]
+    assert found == [("bundle-servers", "2.4.2-0.5.4"), ("uv", "0.13.8")]
+    assert [p.name for p in locks.host_locks({}, "3.12", False, serves_bundle=True)] == [
+        "bundle-servers-2.4.2-0.5.4-any-py3.12.txt",
+        "uv-0.13.8-any-py3.12.txt",
+    ]
+    own = {"bundle_host_lock": "/srv/locks/servers.txt"}
+    assert locks.host_locks(own, "3.11", False, True)[0] == Path("/srv/locks/servers.txt")
+    # the versions aiprov's own environment runs (`aiprov bundle serve`)
+    name = locks.lock_name("bundle-servers", "2.4.2-0.5.4", "any", "3.11")
+    pins = {p.name: p.version for p in locks.read(locks.LOCKS_DIR / name).pins}
+    assert (pins["pypiserver"], pins["olah"]) == ("2.4.2", "0.5.4")

@@ -57,11 +57,12 @@ def _setting(values: Mapping[str, Any], role: str, key: str) -> Any:
     return paths.role_setting(values, role, key)
 
 
-def roles_run(values: Mapping[str, Any]) -> list[str]:
+def roles_run(values: Mapping[str, Any], groups: Iterable[str] = ()) -> list[str]:
     """The roles playbooks/bootstrap.yml runs on a host that install something."""
     gpu = values.get("aiprov_gpu_family", "") != "cpu"
     docker = bool(values.get("aiprov_docker_enabled", True))
-    roles = ["base", "python_env", "models"]
+    roles = ["base"] + (["bundle_host"] if locks.BUNDLE_HOST_GROUP in groups else [])
+    roles += ["python_env", "models"]
     roles += ["nouveau", "nvidia_driver", "cuda_toolkit"] if gpu else []
     roles += ["docker"] if docker else []
     if _setting(values, "vllm_service", "vllm_service_services"):
@@ -77,7 +78,7 @@ def roles_run(values: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(roles))
 
 
-def packages(values: Mapping[str, Any], family: str) -> list[str]:
+def packages(values: Mapping[str, Any], family: str, groups: Iterable[str] = ()) -> list[str]:
     """Distribution packages the host's roles name in vars/<family>.yml.
 
     Only plain lists: a templated list depends on facts of the running host
@@ -85,7 +86,7 @@ def packages(values: Mapping[str, Any], family: str) -> list[str]:
     cannot know; the build reports names the archive does not have.
     """
     found: list[str] = []
-    for role in roles_run(values):
+    for role in roles_run(values, groups):
         path = paths.roles_dir() / role / "vars" / f"{family}.yml"
         if not path.is_file():
             continue
@@ -146,13 +147,16 @@ def plan(inventory: Inventory, os_name: str = "", arch: str = "") -> Plan:
     catalog = list(values[0].get("models_catalog") or []) if values else []
     ids = host_models.fleet_model_ids(values, [e.get("id") for e in catalog])
     result.models = [e for e in catalog if e.get("id") in ids]
-    for host in values:
+    for host in hosts:
+        serves = locks.BUNDLE_HOST_GROUP in host.groups
         try:
-            result.locks += locks.host_locks(host, python, downloads_from_hub=bool(result.models))
+            result.locks += locks.host_locks(
+                host.vars, python, downloads_from_hub=bool(result.models), serves_bundle=serves
+            )
         except locks.LockError as error:
             raise PlanError(str(error)) from None
-        result.packages += packages(host, family)
-        result.images += images(host)
+        result.packages += packages(host.vars, family, host.groups)
+        result.images += images(host.vars)
     result.locks = list(dict.fromkeys(result.locks))
     result.packages = sorted(set(result.packages))
     result.images = list(dict.fromkeys(result.images))

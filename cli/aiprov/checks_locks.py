@@ -34,7 +34,9 @@ def check_locks(inventory: Inventory) -> Iterator[Problem]:
     default = inventory.sources[-1]
     for host in inventory.hosts:
         try:
-            needs = locks.needs(host.vars, _downloads_from_hub(host))
+            needs = locks.needs(
+                host.vars, _downloads_from_hub(host), locks.BUNDLE_HOST_GROUP in host.groups
+            )
         except (TypeError, ValueError):
             continue  # the schema reports the malformed value
         for need in needs:

@@ -36,6 +36,9 @@ GENERATE_COMMAND = "python scripts/gen_locks.py"
 PLATFORM = "x86_64-manylinux_2_28"
 PIP_PLATFORM = "manylinux_2_28_x86_64"
 
+# The inventory group whose hosts serve an offline bundle (roles/bundle_host).
+BUNDLE_HOST_GROUP = "bundle_host"
+
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
 _HEADER = re.compile(r"^# ([a-z ]+): (.*)$")
 
@@ -91,11 +94,19 @@ def models_tools_version(huggingface_hub: str, modelscope: str) -> str:
     return f"{huggingface_hub}-{modelscope}"
 
 
-def needs(values: Mapping[str, Any], downloads_from_hub: bool = True) -> list[Need]:
+def bundle_servers_version(pypiserver: str, olah: str) -> str:
+    """The bundle host's servers lock's version: pypiserver's and Olah's."""
+    return f"{pypiserver}-{olah}"
+
+
+def needs(
+    values: Mapping[str, Any], downloads_from_hub: bool = True, serves_bundle: bool = False
+) -> list[Need]:
     """The locked environments a host's roles install, from its variables
     (with the roles' defaults): vLLM where it runs services, FunASR where it
-    runs a model, the hub clients where it downloads from a hub. uv, the
-    installer, is in every locked_venv block's list."""
+    runs a model, the hub clients where it downloads from a hub, the bundle's
+    servers on a host of the group bundle_host. uv, the installer, is in every
+    locked_venv block's list."""
 
     def setting(role: str, key: str) -> Any:
         return paths.role_setting(values, role, key)
@@ -148,6 +159,23 @@ def needs(values: Mapping[str, Any], downloads_from_hub: bool = True) -> list[Ne
                 "models_huggingface_hub_version",
             )
         )
+    if serves_bundle:
+        version = bundle_servers_version(
+            str(setting("bundle_host", "bundle_host_pypiserver_version")),
+            str(setting("bundle_host", "bundle_host_olah_version")),
+        )
+        lock = str(setting("bundle_host", "bundle_host_lock") or "")
+        found.append(
+            Need(
+                "bundle_host",
+                "bundle-servers",
+                version,
+                "any",
+                "bundle_host_lock",
+                lock,
+                "bundle_host_pypiserver_version",
+            )
+        )
     uv = str(paths.role_defaults("locked_venv").get("locked_venv_uv_version"))
     if found:
         found.append(Need("locked_venv", "uv", uv, "any", "", "", "locked_venv_uv_version"))
@@ -155,12 +183,15 @@ def needs(values: Mapping[str, Any], downloads_from_hub: bool = True) -> list[Ne
 
 
 def host_locks(
-    values: Mapping[str, Any], python: str, downloads_from_hub: bool = True
+    values: Mapping[str, Any],
+    python: str,
+    downloads_from_hub: bool = True,
+    serves_bundle: bool = False,
 ) -> list[Path]:
     """The lock files a host with this Python installs (what a bundle carries);
     LockError naming the first that does not exist."""
     found = []
-    for need in needs(values, downloads_from_hub):
+    for need in needs(values, downloads_from_hub, serves_bundle):
         path = (
             Path(need.override)
             if need.override

@@ -13,7 +13,8 @@ catalog's revision (main or master), so the hosts' catalog needs no change.
 A repository already made from the same commit of the model is left as it is.
 
     hub_repos.py BUNDLE_DIR REPOS_DIR
-        prints {"repos": [ORG/NAME, ...], "built": [ORG/NAME, ...]} as JSON;
+        prints {"repos": [{"repo": ORG/NAME, "revision": BRANCH}, ...],
+        "built": [ORG/NAME, ...]} as JSON;
         exit 1 with the reason on stderr.
 
 Standard library and the git command only (it runs with the host's python3).
@@ -105,17 +106,18 @@ def main(argv: list[str]) -> int:
         print(f"usage: {argv[0]} BUNDLE_DIR REPOS_DIR", file=sys.stderr)
         return 2
     bundle, repos = Path(argv[1]), Path(argv[2])
-    names, built = [], []
+    served, built = [], []
     try:
         for model in model_dirs(bundle):
             name, made = hub_repository(model, repos)
-            names.append(name)
+            revision = json.loads((model / MARKER).read_text())["identity"]["revision"]
+            served.append({"repo": name, "revision": revision})
             if made:
                 built.append(name)
     except (HubError, OSError, KeyError, ValueError) as error:
         print(f"hub_repos.py: {error}", file=sys.stderr)
         return 1
-    print(json.dumps({"repos": names, "built": built}))
+    print(json.dumps({"repos": served, "built": built}))
     return 0
 
 
