@@ -149,6 +149,9 @@ def test_every_integer_variable_has_a_minimum_or_a_rule_of_its_own():
         "monitoring_nginx_exporter_port",
         "monitoring_grafana_port",
         "monitoring_gateway_port",
+        "bundle_host_index_port",
+        "bundle_host_hub_port",
+        "bundle_host_apt_port",
         # GPU counts and indexes: vllm_checks and checks_stacks, with the host's GPUs
         "gpus",
         "tensor_parallel_size",
@@ -206,6 +209,16 @@ def test_ports_collide_only_where_the_roles_run():
     )
     assert found == [
         "inv.yml: models_cache_port: 8730 is already the port of funasr_service_port on this host"
+    ]
+
+
+def test_the_bundle_hosts_ports_count_only_on_a_bundle_host():
+    common = {"funasr_service_model": "m", "funasr_service_port": 8780}
+    assert _problems(checks_values.check_ports, **common) == []
+    found = [str(p) for p in checks_values.check_ports(_inventory(("bundle_host",), **common))]
+    assert found == [
+        "inv.yml: funasr_service_port: 8780 is already the port of bundle_host_index_port"
+        " on this host"
     ]
 
 

@@ -156,3 +156,11 @@ def test_a_port_behind_a_switched_off_feature_is_free(monkeypatch):
     assert 9100 not in vllm_checks.other_ports(Host("h", [], {}))
     on = Host("h", [], {"base_proxy_enabled": True})
     assert vllm_checks.other_ports(on)[9100] == "base_proxy_port"
+
+
+def test_the_bundle_hosts_ports_are_taken_only_on_a_bundle_host():
+    from aiprov import vllm_checks
+    from aiprov.inventory import Host
+
+    assert 8780 not in vllm_checks.other_ports(Host("h", [], {}))
+    assert vllm_checks.other_ports(Host("h", ["bundle_host"], {}))[8780] == "bundle_host_index_port"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiprov import checks_mirrors, gpu_families, paths, schema, yaml_guard
+from aiprov import checks_mirrors, gpu_families, locks, paths, schema, yaml_guard
 from aiprov.inventory import Host, Inventory, is_int, origin_file
 from aiprov.problems import Problem
 
@@ -266,6 +266,8 @@ def _role_active(role: str, host: Host, defaults: dict[str, Any]) -> bool:
         return values.get("dify_enabled") is True
     if role == "mineru":
         return bool(values.get("mineru_services"))
+    if role == "bundle_host":
+        return locks.BUNDLE_HOST_GROUP in host.groups
     return values.get(f"{role}_enabled", True) is not False
 
 

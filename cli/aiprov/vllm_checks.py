@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from aiprov import paths, plan, vllm_services, vllmflags
+from aiprov import locks, paths, plan, vllm_services, vllmflags
 from aiprov.inventory import Host, Inventory, origin_file
 from aiprov.modelfacts import ModelFacts
 from aiprov.plan import SERVICES_KEY, Service
@@ -201,8 +201,9 @@ def other_ports(host: Host) -> dict[int, str]:
         if (
             role == "vllm_service"
             or host.vars.get(f"{role}_enabled", defaults.get(f"{role}_enabled")) is False
+            or (role == "bundle_host" and locks.BUNDLE_HOST_GROUP not in host.groups)
         ):
-            continue  # a role turned off on this host listens on nothing
+            continue  # a role turned off on this host (or not run on it) listens on nothing
         for name, value in defaults.items():
             if not name.endswith("_port"):
                 continue
