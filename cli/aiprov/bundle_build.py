@@ -494,8 +494,8 @@ def _inspect_raw(source: str, say: Say) -> str:
 
 def _skopeo(*args: str) -> list[str]:
     """skopeo with the registries.conf that CONTAINERS_REGISTRIES_CONF names (a
-    plain-HTTP or mirrored source registry): Debian 12's skopeo 1.9 reads the
-    variable only as its --registries-conf option."""
+    plain-HTTP or mirrored source registry): newer skopeo reads the variable,
+    Debian 12's 1.9 only its --registries-conf option."""
     conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
     return ["skopeo", *(["--registries-conf", conf] if conf else []), *args]
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aiprov.bundle import BundleError
+
 HUB = "docker.io"
 MARKER = ".aiprov-image.json"
 # Docker's own rule (distribution/reference): the first component is a registry
@@ -36,7 +38,7 @@ MANIFEST_TYPES = (
 )
 
 
-class ImageNameError(ValueError):
+class ImageNameError(BundleError):
     pass
 
 
