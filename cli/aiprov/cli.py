@@ -584,12 +584,13 @@ def sandbox_group() -> None:
 @click.option(
     "--services", is_flag=True,
     help="Also run the model services' CPU profile (vLLM chat and embedding, FunASR), "
-    "fed by the sandbox mirror (bash scripts/sandbox-mirror.sh up).",
+    "the hosts on a network that reaches only an offline bundle's servers: the "
+    "sandbox's own (bash scripts/sandbox-mirror.sh up) or --bundle's.",
 )  # fmt: skip
 @click.option(
     "--bundle", type=click.Path(path_type=Path, file_okay=False),
-    help="With --services: feed them from this offline bundle's servers (aiprov bundle "
-    "serve DIR) instead, the hosts on a network that reaches nothing else.",
+    help="With --services: this offline bundle's servers (aiprov bundle serve DIR) "
+    "instead of the sandbox's own bundle.",
 )  # fmt: skip
 @_friendly_errors
 def sandbox_up(
