@@ -66,9 +66,9 @@ def test_an_image_of_another_registry_through_its_role_variable():
         == "10.0.0.5:8783/" + bundle_images.repository(image.ref) + ":2.5.4"
     )
     # plain HTTP: an insecure registry of the daemon; no Hub image, no mirror
-    assert variables["docker_daemon_options"] == {"insecure-registries": ["10.0.0.5:8783"]}
+    assert variables["docker_insecure_registries"] == ["10.0.0.5:8783"]
     assert "docker_registry_mirrors" not in variables
-    assert len(notes) == 1 and "replaces the inventory's" in notes[0]
+    assert notes == []
 
 
 def test_an_image_no_role_names_is_reported():

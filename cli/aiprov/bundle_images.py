@@ -141,12 +141,6 @@ def overlay(images: list[Image], netloc: str) -> tuple[dict, list[str]]:
                 " it is used"
             )
     if others:
-        # The docker role merges docker_daemon_options into daemon.json; as an
-        # extra variable this one replaces the inventory's docker_daemon_options.
-        variables["docker_daemon_options"] = {"insecure-registries": [netloc]}
-        notes.append(
-            "docker_daemon_options in the overlay (insecure-registries, for the bundle's"
-            " plain-HTTP registry) replaces the inventory's: add its other keys to the"
-            " overlay if it sets any"
-        )
+        # The bundle's registry speaks plain HTTP.
+        variables["docker_insecure_registries"] = [netloc]
     return variables, notes
