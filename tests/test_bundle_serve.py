@@ -78,6 +78,15 @@ def test_the_script_reports_what_it_built(tmp_path):
     assert again == {"repos": served, "built": []}
 
 
+def test_the_scripts_check_says_what_it_would_build_and_writes_nothing(tmp_path):
+    bundled_model(tmp_path / "bundle")
+    argv = [sys.executable, str(paths.share_dir() / bundle_serve.HUB_HELPER), "--check"]
+    argv += [str(tmp_path / "bundle"), str(tmp_path / "hub")]
+    found = json.loads(subprocess.run(argv, capture_output=True, check=True).stdout)
+    assert found["built"] == ["org/tiny"]
+    assert not (tmp_path / "hub").exists()
+
+
 def test_the_script_fails_with_the_reason(tmp_path):
     model, _ = bundled_model(tmp_path / "bundle")
     (model / "config.json").unlink()

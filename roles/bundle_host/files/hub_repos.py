@@ -12,16 +12,17 @@ pointers plus LFS objects hard-linked to the bundle's files for large ones
 catalog's revision (main or master), so the hosts' catalog needs no change.
 A repository already made from the same commit of the model is left as it is.
 
-    hub_repos.py BUNDLE_DIR REPOS_DIR
+    hub_repos.py [--check] BUNDLE_DIR REPOS_DIR
         prints {"repos": [{"repo": ORG/NAME, "revision": BRANCH}, ...],
-        "built": [ORG/NAME, ...]} as JSON;
-        exit 1 with the reason on stderr.
+        "built": [ORG/NAME, ...]} as JSON (--check: what it would build,
+        nothing written); exit 1 with the reason on stderr.
 
 Standard library and the git command only (it runs with the host's python3).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -64,8 +65,9 @@ def model_dirs(bundle: Path) -> list[Path]:
     return sorted(path.parent for path in (bundle / "models").glob(f"*/{MARKER}"))
 
 
-def hub_repository(model_dir: Path, repos: Path) -> tuple[str, bool]:
-    """The repository Olah serves for one bundled model: (ORG/NAME, whether it was built now)."""
+def hub_repository(model_dir: Path, repos: Path, write: bool = True) -> tuple[str, bool]:
+    """The repository Olah serves for one bundled model: (ORG/NAME, whether it was
+    built now, or with write=False would be)."""
     marker = json.loads((model_dir / MARKER).read_text())
     identity = marker["identity"]
     name, branch = identity["repo"], identity["revision"]
@@ -73,6 +75,8 @@ def hub_repository(model_dir: Path, repos: Path) -> tuple[str, bool]:
     stamp = repo / ".git" / "aiprov-source-commit"
     if stamp.exists() and stamp.read_text() == marker["commit"]:
         return name, False
+    if not write:
+        return name, True
     repo.mkdir(parents=True, exist_ok=True)
     _git(repo, "init", "-q", "-b", branch)
     index = repo / ".git" / "index"
@@ -92,7 +96,13 @@ def hub_repository(model_dir: Path, repos: Path) -> tuple[str, bool]:
             blob = _git(repo, "hash-object", "-w", "--stdin", stdin=pointer)
         else:
             blob = _git(repo, "hash-object", "-w", str(source))
-        _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{record['path']}")
+        _git(
+            repo,
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            f"100644,{blob},{record['path']}",
+        )
     tree = _git(repo, "write-tree")
     commit = _git(repo, "commit-tree", tree, "-m", f"aiprov bundle: {name} at {marker['commit']}")
     _git(repo, "update-ref", f"refs/heads/{branch}", commit)
@@ -102,14 +112,18 @@ def hub_repository(model_dir: Path, repos: Path) -> tuple[str, bool]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print(f"usage: {argv[0]} BUNDLE_DIR REPOS_DIR", file=sys.stderr)
-        return 2
-    bundle, repos = Path(argv[1]), Path(argv[2])
+    parser = argparse.ArgumentParser(description="Olah's git repositories of a bundle's models")
+    parser.add_argument(
+        "--check", action="store_true", help="say what would be built; write nothing"
+    )
+    parser.add_argument("bundle", type=Path, help="the bundle's directory")
+    parser.add_argument("repos", type=Path, help="where the repositories go")
+    args = parser.parse_args(argv)
+    bundle, repos = args.bundle, args.repos
     served, built = [], []
     try:
         for model in model_dirs(bundle):
-            name, made = hub_repository(model, repos)
+            name, made = hub_repository(model, repos, write=not args.check)
             revision = json.loads((model / MARKER).read_text())["identity"]["revision"]
             served.append({"repo": name, "revision": revision})
             if made:
@@ -122,4 +136,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(sys.argv[1:]))
