@@ -92,6 +92,16 @@ def _service_problems(host, service, by_name, members, default) -> Iterator[Prob
         return  # the head compares the nodes, once
     yield from _node_problems(host, service, [by_name[n] for n in nodes[1:]], default)
     yield from _master_port_problems(service, [by_name[n] for n in nodes], default)
+    if service.raw.get("api_key"):
+        yield Problem(
+            service.file("api_key", default),
+            service.key("api_key"),
+            "the other nodes' watchers ask the head through its front with "
+            "vllm_service_api_key, which this service's own key makes 401: they cannot "
+            "tell a lost head and will not rejoin a restarted one; leave the key to "
+            "vllm_service_api_key for a multi-node service",
+            severity="warning",
+        )
 
 
 def _layout_problems(host: Host, service: Service, count: int, default: str) -> Iterator[Problem]:
