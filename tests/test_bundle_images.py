@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiprov import bundle_build, bundle_images, bundle_plan
+from aiprov import bundle_build, bundle_images, bundle_plan, bundle_serve
 from aiprov.bundle_images import Image, Reference
 from test_bundle_plan import inventory
 
@@ -132,3 +132,9 @@ def test_estimate_says_why_an_image_is_not_sized(monkeypatch):
         "image reg.example/od/mineru-vllm:2.5.4: not sized"
         " (skopeo exited 1: pinging container registry)"
     ]
+
+
+def test_the_role_script_reads_the_marker_bundle_build_writes():
+    """registry_images.py (run on bundle hosts with their python3, without
+    aiprov) names the image marker as aiprov.bundle_images does."""
+    assert bundle_serve.registry_helper().MARKER == bundle_images.MARKER

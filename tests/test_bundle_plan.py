@@ -118,3 +118,17 @@ def test_a_bundle_host_carries_its_servers_and_their_packages():
     assert names[:2] == ["bundle-servers-2.4.2-0.5.4-any-py3.11.txt", "uv-0.13.8-any-py3.11.txt"]
     assert "vllm-0.32.0-cpu-py3.11.txt" in names
     assert {"git", "nginx", "curl", "python3-venv"} <= set(plan.packages)
+
+
+def test_a_bundle_host_carries_the_registry_only_when_the_bundle_has_images():
+    """docker-registry and skopeo (roles/bundle_host's registry) come with the
+    bundle host only when some host's stack brings an image."""
+    server = Host("bundle01", ["bundle_host"], {"aiprov_gpu_family": "cpu"})
+    mineru = {"aiprov_gpu_family": "cpu", "mineru_services": [{"name": "api"}]}
+    mineru |= {"mineru_image_registry": "registry.example:5000/org"}
+    without = bundle_plan.plan(Inventory(["inv"], [server, Host("h1", [], dict(SERVICES))]))
+    assert "docker-registry" not in without.packages and not without.images
+    with_images = bundle_plan.plan(Inventory(["inv"], [server, Host("h1", [], mineru)]))
+    assert with_images.images and {"docker-registry", "skopeo"} <= set(with_images.packages)
+    no_host = bundle_plan.plan(inventory(mineru))
+    assert no_host.images and "docker-registry" not in no_host.packages

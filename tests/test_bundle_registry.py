@@ -111,7 +111,7 @@ def upstream(tmp_path, monkeypatch):
             run(
                 "podman", "push", "-q", "--format", "v2s2", "--tls-verify=false", image, destination
             )
-        digest = bundle_serve.held_digest(f"http://{source}", "aiprov/tiny", "1")
+        digest = bundle_serve.registry_helper().held_digest(f"http://{source}", "aiprov/tiny", "1")
         assert digest.startswith("sha256:")
         registries = tmp_path / "registries.conf"
         registries.write_text(

@@ -152,6 +152,7 @@ def test_every_integer_variable_has_a_minimum_or_a_rule_of_its_own():
         "bundle_host_index_port",
         "bundle_host_hub_port",
         "bundle_host_apt_port",
+        "bundle_host_registry_port",
         # GPU counts and indexes: vllm_checks and checks_stacks, with the host's GPUs
         "gpus",
         "tensor_parallel_size",
@@ -218,6 +219,16 @@ def test_the_bundle_hosts_ports_count_only_on_a_bundle_host():
     found = [str(p) for p in checks_values.check_ports(_inventory(("bundle_host",), **common))]
     assert found == [
         "inv.yml: funasr_service_port: 8780 is already the port of bundle_host_index_port"
+        " on this host"
+    ]
+
+
+def test_the_bundle_hosts_registry_port_is_taken_on_a_bundle_host():
+    common = {"funasr_service_model": "m", "funasr_service_port": 8783}
+    assert _problems(checks_values.check_ports, **common) == []
+    found = [str(p) for p in checks_values.check_ports(_inventory(("bundle_host",), **common))]
+    assert found == [
+        "inv.yml: funasr_service_port: 8783 is already the port of bundle_host_registry_port"
         " on this host"
     ]
 

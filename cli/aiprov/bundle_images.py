@@ -23,19 +23,13 @@ from dataclasses import dataclass
 from aiprov.bundle import BundleError
 
 HUB = "docker.io"
+# The marker bundle build writes in each image's directory (the bundle_host
+# role's registry_images.py reads it under the same name).
 MARKER = ".aiprov-image.json"
 # Docker's own rule (distribution/reference): the first component is a registry
 # when it has a dot or a port, or is localhost.
 _REGISTRY = re.compile(r"^(localhost|[^/]*[.:][^/]*)$")
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
-# What the bundle registry's manifest endpoint is asked to answer with: the
-# stored manifest as is, whatever its type, so its digest is the source's.
-MANIFEST_TYPES = (
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-)
 
 
 class ImageNameError(BundleError):

@@ -33,6 +33,8 @@ DEFAULT_OS = "debian12"
 DEFAULT_ARCH = "x86_64"
 # A role's package lists in vars/<family>.yml: `_<role>_..._packages`.
 _PACKAGE_KEY = re.compile(r"^_[a-z_]+_packages$")
+# The bundle host's registry and skopeo: carried only when the bundle has images.
+_REGISTRY_PACKAGES = ("bundle_host", "_bundle_host_registry_packages")
 
 
 class PlanError(Exception):
@@ -87,13 +89,21 @@ def packages(values: Mapping[str, Any], family: str, groups: Iterable[str] = ())
     """
     found: list[str] = []
     for role in roles_run(values, groups):
-        path = paths.roles_dir() / role / "vars" / f"{family}.yml"
-        if not path.is_file():
-            continue
-        for key, value in (paths.read_yaml(path) or {}).items():
-            if _PACKAGE_KEY.match(key) and isinstance(value, list):
-                found += [v for v in value if isinstance(v, str) and "{{" not in v]
+        for key, value in _package_lists(role, family).items():
+            if (role, key) != _REGISTRY_PACKAGES:
+                found += value
     return found
+
+
+def _package_lists(role: str, family: str) -> dict[str, list[str]]:
+    path = paths.roles_dir() / role / "vars" / f"{family}.yml"
+    if not path.is_file():
+        return {}
+    return {
+        key: [v for v in value if isinstance(v, str) and "{{" not in v]
+        for key, value in (paths.read_yaml(path) or {}).items()
+        if _PACKAGE_KEY.match(key) and isinstance(value, list)
+    }
 
 
 def images(values: Mapping[str, Any]) -> list[Image]:
@@ -158,8 +168,11 @@ def plan(inventory: Inventory, os_name: str = "", arch: str = "") -> Plan:
         result.packages += packages(host.vars, family, host.groups)
         result.images += images(host.vars)
     result.locks = list(dict.fromkeys(result.locks))
-    result.packages = sorted(set(result.packages))
     result.images = list(dict.fromkeys(result.images))
+    if result.images and any(locks.BUNDLE_HOST_GROUP in h.groups for h in hosts):
+        role, key = _REGISTRY_PACKAGES
+        result.packages += _package_lists(role, family).get(key, [])
+    result.packages = sorted(set(result.packages))
     if any(
         "mineru" in roles_run(h)
         and not _setting(h, "mineru", "mineru_image_build")

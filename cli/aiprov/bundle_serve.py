@@ -10,7 +10,8 @@ that points the roles at them.
   http.server: static files, as apt asks for them);
 - images: a registry (CNCF distribution, Debian's docker-registry) into which
   skopeo pushes each bundled `dir:` image as is (its digest is the source
-  registry's), skipping those it holds already (aiprov.bundle_images).
+  registry's), skipping those it holds already (the bundle_host role's
+  registry_images.py).
 
 The servers are plain processes (setsid) that run until `--stop`; their state
 and logs live in DIR/.serve. The overlay (extra variables, `-e @FILE`, which
@@ -31,8 +32,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +46,11 @@ OVERLAY = "overlay.yml"
 PYPI, HUB, APT, REGISTRY = 0, 1, 2, 3
 SERVERS = ("index", "hub", "apt", "registry")
 DEFAULT_PORT = 8780
-# The bundle_host role's script that makes the hub's git repositories: one
-# home for them, run by the role on its host and loaded here.
+# The bundle_host role's scripts that make the hub's git repositories and push
+# the images into the registry: one home for each, run by the role on its
+# host and loaded here.
 HUB_HELPER = "roles/bundle_host/files/hub_repos.py"
+REGISTRY_HELPER = "roles/bundle_host/files/registry_images.py"
 
 
 @dataclass
@@ -60,14 +61,22 @@ class Served:
     detail: str = ""
 
 
-def hub_helper():
-    """The bundle_host role's hub_repos.py as a module (as bundle_build loads the models helper)."""
-    loader_spec = importlib.util.spec_from_file_location(
-        "aiprov_hub_repos", paths.share_dir() / HUB_HELPER
-    )
+def _role_script(relative: str, name: str):
+    """A bundle_host role's script as a module (as bundle_build loads the models helper)."""
+    loader_spec = importlib.util.spec_from_file_location(name, paths.share_dir() / relative)
     module = importlib.util.module_from_spec(loader_spec)
     loader_spec.loader.exec_module(module)
     return module
+
+
+def hub_helper():
+    """The bundle_host role's hub_repos.py."""
+    return _role_script(HUB_HELPER, "aiprov_hub_repos")
+
+
+def registry_helper():
+    """The bundle_host role's registry_images.py."""
+    return _role_script(REGISTRY_HELPER, "aiprov_registry_images")
 
 
 def _start(state: Path, what: str, argv: list[str], cwd: Path | None = None) -> int:
@@ -117,54 +126,6 @@ def stop(root: Path) -> list[str]:
 def _bin(name: str) -> str:
     """A console script of aiprov's own environment (pypiserver, olah)."""
     return str(Path(sys.executable).parent / name)
-
-
-def image_markers(root: Path, manifest: Manifest) -> list[tuple[Path, dict]]:
-    """Each bundled image's directory and marker (written by bundle_build.images)."""
-    found = []
-    for item in sorted(manifest.part("images"), key=lambda i: i.path):
-        if item.path.endswith("/" + bundle_images.MARKER):
-            path = root / item.path
-            found.append((path.parent, json.loads(path.read_text())))
-    return found
-
-
-def held_digest(registry: str, repository: str, tag: str) -> str:
-    """The digest of REPOSITORY:TAG in the registry at URL `registry` ("" if it has none)."""
-    request = urllib.request.Request(
-        f"{registry}/v2/{repository}/manifests/{tag}",
-        method="HEAD",
-        headers={"Accept": ", ".join(bundle_images.MANIFEST_TYPES)},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.headers.get("Docker-Content-Digest", "")
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return ""
-        raise BundleError(
-            f"the bundle's registry answered HTTP {error.code} for {repository}"
-        ) from None
-
-
-def load_images(images: list[tuple[Path, dict]], registry: str) -> list[str]:
-    """Push each image the registry does not hold at its digest with skopeo
-    (digests kept); returns the references pushed."""
-    netloc = registry.removeprefix("http://")
-    pushed = []
-    for directory, marker in images:
-        tag = bundle_images.parse(marker["ref"]).tag
-        if held_digest(registry, marker["repository"], tag) == marker["digest"]:
-            continue
-        destination = f"docker://{netloc}/{marker['repository']}:{tag}"
-        argv = ["skopeo", "copy", "-q", "--preserve-digests", "--dest-tls-verify=false"]
-        done = subprocess.run(
-            [*argv, f"dir:{directory}", destination], capture_output=True, text=True, check=False
-        )
-        if done.returncode:
-            raise BundleError(f"skopeo copy to {destination}: {done.stderr.strip()[-500:]}")
-        pushed.append(marker["ref"])
-    return pushed
 
 
 def _registry_config(state: Path, address: str, port: int) -> Path:
@@ -259,7 +220,8 @@ def serve(
         ]
         overlay["base_apt_repositories_only"] = True
     notes: list[str] = []
-    images = image_markers(root, manifest)
+    pusher = registry_helper()
+    images = pusher.bundled_images(root)
     if images:
         for tool in ("docker-registry", "skopeo"):
             if not shutil.which(tool):
@@ -268,10 +230,13 @@ def serve(
         config = _registry_config(state, address, port + REGISTRY)
         pid = _start(state, "registry", ["docker-registry", "serve", str(config)])
         _wait(state, "registry", f"{url}/v2/", "{}")
-        pushed = load_images(images, url)
+        try:
+            pushed = pusher.push(images, url)
+        except pusher.RegistryError as error:
+            raise BundleError(f"the bundle's registry: {error}") from None
         served.append(Served("registry", url, pid, f"{len(pushed)} of {len(images)} images pushed"))
         variables, notes = bundle_images.overlay(
-            [bundle_images.Image(m["ref"], m["registry_variable"], m["name"]) for _, m in images],
+            [bundle_images.Image(i["ref"], i["registry_variable"], i["name"]) for i in images],
             f"{address}:{port + REGISTRY}",
         )
         overlay |= variables
