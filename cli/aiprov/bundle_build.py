@@ -359,21 +359,12 @@ def models(
         )
 
 
-def _load_helper():
-    import importlib.util
-
-    loader_spec = importlib.util.spec_from_file_location("aiprov_model_fetch", _model_helper())
-    module = importlib.util.module_from_spec(loader_spec)
-    loader_spec.loader.exec_module(module)
-    return module
-
-
 def estimate_models(
     plan: bundle_plan.Plan, endpoints: Endpoints, estimate: Estimate, say: Say
 ) -> None:
     """The hub's file list (as the helper asks it); where the hub cannot be asked,
     parameters × bits from aiprov's model facts, said to be an estimate."""
-    helper = _load_helper()
+    helper = paths.role_script(MODEL_HELPER, "aiprov_model_fetch")
     metadata = {"huggingface": helper.hf_metadata, "modelscope": helper.ms_metadata}
     total = count = 0
     for entry in plan.models:

@@ -24,7 +24,6 @@ registries and the registry variables of the roles whose images are bundled.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -61,22 +60,14 @@ class Served:
     detail: str = ""
 
 
-def _role_script(relative: str, name: str):
-    """A bundle_host role's script as a module (as bundle_build loads the models helper)."""
-    loader_spec = importlib.util.spec_from_file_location(name, paths.share_dir() / relative)
-    module = importlib.util.module_from_spec(loader_spec)
-    loader_spec.loader.exec_module(module)
-    return module
-
-
 def hub_helper():
     """The bundle_host role's hub_repos.py."""
-    return _role_script(HUB_HELPER, "aiprov_hub_repos")
+    return paths.role_script(HUB_HELPER, "aiprov_hub_repos")
 
 
 def registry_helper():
     """The bundle_host role's registry_images.py."""
-    return _role_script(REGISTRY_HELPER, "aiprov_registry_images")
+    return paths.role_script(REGISTRY_HELPER, "aiprov_registry_images")
 
 
 def _start(state: Path, what: str, argv: list[str], cwd: Path | None = None) -> int:

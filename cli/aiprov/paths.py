@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -34,6 +36,15 @@ def playbook(name: str) -> Path:
 
 def roles_dir() -> Path:
     return share_dir() / "roles"
+
+
+def role_script(relative: str, name: str) -> ModuleType:
+    """A script a role ships (files/) loaded as a module, so the CLI runs the
+    same code the role runs on hosts: one home for it."""
+    loader_spec = importlib.util.spec_from_file_location(name, share_dir() / relative)
+    module = importlib.util.module_from_spec(loader_spec)
+    loader_spec.loader.exec_module(module)
+    return module
 
 
 def families_inventory() -> Path:
