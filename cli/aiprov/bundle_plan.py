@@ -106,18 +106,21 @@ def _package_lists(role: str, family: str) -> dict[str, list[str]]:
     }
 
 
-def images(values: Mapping[str, Any]) -> list[Image]:
+def images(values: Mapping[str, Any]) -> tuple[list[Image], list[str]]:
     """Container images of the host's compose stacks that come from a registry,
-    with the role variable that names the registry (the bundle's overlay sets it)."""
-    found: list[Image] = []
-    if "mineru" in roles_run(values) and not _setting(values, "mineru", "mineru_image_build"):
-        registry = _setting(values, "mineru", "mineru_image_registry")
-        name = _setting(values, "mineru", "mineru_image_name")
-        tag = values.get("mineru_image_tag") or _setting(values, "mineru", "mineru_version")
-        if registry:  # empty: a local image, which the host loads with `docker load`
-            ref = f"{registry.rstrip('/')}/{name}:{tag}"
-            found.append(Image(ref, "mineru_image_registry", name))
-    return found
+    with the role variable that names the registry (the bundle's overlay sets
+    it), and notes on the images it cannot carry."""
+    if "mineru" not in roles_run(values) or _setting(values, "mineru", "mineru_image_build"):
+        return [], []
+    registry = _setting(values, "mineru", "mineru_image_registry")
+    if not registry:
+        return [], [
+            "mineru: mineru_image_registry is empty (an image loaded with docker load on the"
+            " host); not bundled"
+        ]
+    name = _setting(values, "mineru", "mineru_image_name")
+    tag = values.get("mineru_image_tag") or _setting(values, "mineru", "mineru_version")
+    return [Image(f"{registry.rstrip('/')}/{name}:{tag}", "mineru_image_registry", name)], []
 
 
 def platform_tags(glibc: int, arch: str) -> list[str]:
@@ -166,23 +169,16 @@ def plan(inventory: Inventory, os_name: str = "", arch: str = "") -> Plan:
         except locks.LockError as error:
             raise PlanError(str(error)) from None
         result.packages += packages(host.vars, family, host.groups)
-        result.images += images(host.vars)
+        found, notes = images(host.vars)
+        result.images += found
+        result.notes += notes
     result.locks = list(dict.fromkeys(result.locks))
     result.images = list(dict.fromkeys(result.images))
+    result.notes = list(dict.fromkeys(result.notes))
     if result.images and any(locks.BUNDLE_HOST_GROUP in h.groups for h in hosts):
         role, key = _REGISTRY_PACKAGES
         result.packages += _package_lists(role, family).get(key, [])
     result.packages = sorted(set(result.packages))
-    if any(
-        "mineru" in roles_run(h)
-        and not _setting(h, "mineru", "mineru_image_build")
-        and not _setting(h, "mineru", "mineru_image_registry")
-        for h in values
-    ):
-        result.notes.append(
-            "mineru: mineru_image_registry is empty (an image loaded with docker load on the"
-            " host); not bundled"
-        )
     if any(_setting(h, "dify", "dify_enabled") for h in values):
         result.notes.append(
             "dify: its images are named in its release archive's compose file; not bundled"
