@@ -26,9 +26,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import yaml
-
-from aiprov import bundle_serve, sandbox
+from aiprov import sandbox
 
 SENTENCE = "hello world, this is the aiprov sandbox"
 # What a host of the offline network must not reach (requests, not bare
@@ -62,8 +60,7 @@ def reach(name: str, urls: list[str]) -> dict[str, str]:
 
 def offline(name: str) -> bool:
     """The host reaches its bundle's index and nothing outside."""
-    overlay = sandbox.bundle_dir() / bundle_serve.SERVE_DIR / bundle_serve.OVERLAY
-    index = yaml.safe_load(overlay.read_text())["python_env_pip_index_url"]
+    index = sandbox.bundle_overlay(sandbox.bundle_dir())["python_env_pip_index_url"]
     answers = reach(name, [index, *OUTSIDE])
     for url, answer in answers.items():
         print(f"from {name}: {url} -> {answer}")

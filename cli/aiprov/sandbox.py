@@ -311,7 +311,7 @@ def _services_vars(os_name: str, bundle: Path) -> dict:
             f"--services needs --os {SERVICES_OS}"
             " (the CPU torch wheel is built for its Python 3.11)"
         )
-    return _bundle_overlay(bundle) | key_vars()
+    return bundle_overlay(bundle) | key_vars()
 
 
 def key_vars() -> dict:
@@ -325,7 +325,7 @@ def key_vars() -> dict:
     }
 
 
-def _bundle_overlay(directory: Path) -> dict:
+def bundle_overlay(directory: Path) -> dict:
     """The overlay `aiprov bundle serve` wrote, once its index and hub answer.
 
     A bare TCP connect proves nothing (some networks accept any connection):
